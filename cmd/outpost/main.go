@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+
+	"github.com/outpost-iot/outpost/daemon"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=…" (see the
@@ -35,8 +37,11 @@ var errUsage = errors.New("usage")
 const usage = `Usage: outpost <command> [arguments]
 
 Commands:
-  version    print the version and the platform it was built for
-  help       print this help
+  config check [--config FILE]   check the configuration and print it with defaults filled in
+  version                        print the version and the platform it was built for
+  help                           print this help
+
+The configuration is read from --config (default ` + daemon.DefaultConfigPath + `).
 `
 
 func run(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -48,6 +53,8 @@ func run(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	case "version", "--version":
 		fmt.Fprintf(stdout, "outpost %s %s/%s %s\n", version, runtime.GOOS, runtime.GOARCH, runtime.Version())
 		return nil
+	case "config":
+		return runConfig(args[1:], stdout, stderr)
 	case "help", "--help", "-h":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -31,5 +33,28 @@ func TestUnknownCommand(t *testing.T) {
 	}
 	if err := run(context.Background(), nil, &out, &errOut); !errors.Is(err, errUsage) {
 		t.Errorf("run() = %v; want a usage error", err)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("device: pi-07\nuplink: {http: {url: 'http://127.0.0.1:8080'}}\n"), 0o644)
+	os.WriteFile(bad, []byte("device: pi-07\nspool:\n  max_bytes: lots\n"), 0o644)
+
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"config", "check", "--config", good}, &out, &errOut); err != nil {
+		t.Fatalf("config check good.yaml = %v", err)
+	}
+	if !strings.Contains(out.String(), "device: pi-07") || !strings.Contains(out.String(), "commit_interval: 1s") {
+		t.Errorf("config check printed %q; want the effective config with defaults", out.String())
+	}
+	err := run(context.Background(), []string{"config", "check", "--config", bad}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "line 3: spool.max_bytes:") {
+		t.Errorf("config check bad.yaml = %v; want an error naming line 3 and spool.max_bytes", err)
+	}
+	if err := run(context.Background(), []string{"config"}, &out, &errOut); !errors.Is(err, errUsage) {
+		t.Errorf("config (no check) = %v; want a usage error", err)
 	}
 }

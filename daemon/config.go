@@ -1,0 +1,382 @@
+// Package daemon is the edge daemon: it loads the configuration, wires the
+// sensors, the spool and the uplink together, and runs them under systemd.
+package daemon
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/outpost-iot/outpost/internal/reading"
+)
+
+// DefaultConfigPath is where the package installs the configuration.
+const DefaultConfigPath = "/etc/outpost/outpost.yaml"
+
+// Config is the edge daemon's configuration (/etc/outpost/outpost.yaml).
+type Config struct {
+	Device  string // default: the host name
+	Spool   SpoolConfig
+	Uplink  UplinkConfig
+	Sensors []SensorBlock
+	Status  StatusConfig
+	Log     LogConfig
+}
+
+// SpoolConfig says where and how readings are kept until delivered.
+type SpoolConfig struct {
+	Path           string
+	CommitInterval time.Duration // 0 = commit every reading
+	MaxBytes       Size
+	MaxAge         time.Duration // 0 = no age cap
+	Policy         string        // drop_oldest or reject_new
+}
+
+// UplinkConfig says how readings leave the device.
+type UplinkConfig struct {
+	Kind      string // http or mqtt
+	HTTP      HTTPConfig
+	MQTT      MQTTConfig
+	Batch     BatchConfig
+	RateLimit float64 // readings/s while draining a backlog; 0 = none
+	Heartbeat time.Duration
+}
+
+// HTTPConfig is the HTTP uplink's: the receiver's base URL and credentials.
+type HTTPConfig struct {
+	URL        string
+	TokenFile  string
+	CAFile     string
+	ClientCert string
+	ClientKey  string
+}
+
+// MQTTConfig is the MQTT uplink's.
+type MQTTConfig struct {
+	Broker         string
+	Username       string
+	PasswordFile   string
+	Prefix         string
+	Confirm        string // receiver or broker
+	ReceiptTimeout time.Duration
+	CAFile         string
+}
+
+// BatchConfig bounds what one send carries and how many are in flight.
+type BatchConfig struct {
+	MaxReadings int
+	MaxBytes    Size
+	InFlight    int
+}
+
+// SensorBlock is one entry of the sensors list, kept as its YAML node: the
+// sampler decodes the keys of each driver itself, with their lines.
+type SensorBlock struct {
+	Index int
+	Name  string
+	Node  *yaml.Node
+}
+
+// StatusConfig is the local status API's.
+type StatusConfig struct {
+	Socket string
+}
+
+// LogConfig is the logger's.
+type LogConfig struct {
+	Level string // debug, info, warn or error
+}
+
+// Defaults returns the configuration used for every key the file leaves
+// out.
+func Defaults() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Device: host,
+		Spool: SpoolConfig{
+			Path:           "/var/lib/outpost/spool.db",
+			CommitInterval: time.Second,
+			MaxBytes:       512 * MiB,
+			Policy:         "drop_oldest",
+		},
+		Uplink: UplinkConfig{
+			Kind: "http",
+			MQTT: MQTTConfig{
+				Prefix:         "outpost",
+				Confirm:        "receiver",
+				ReceiptTimeout: 60 * time.Second,
+			},
+			Batch:     BatchConfig{MaxReadings: 500, MaxBytes: 256 * KiB, InFlight: 4},
+			Heartbeat: 60 * time.Second,
+		},
+		Status: StatusConfig{Socket: "/run/outpost/outpost.sock"},
+		Log:    LogConfig{Level: "info"},
+	}
+}
+
+// LoadConfig reads and checks the configuration file at path. The error
+// lists every problem found, each naming the line and the key.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig is LoadConfig on the bytes of a file; name is used in errors.
+func ParseConfig(name string, data []byte) (*Config, error) {
+	cfg := Defaults()
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err != io.EOF {
+		return nil, fmt.Errorf("%s: holds more than one YAML document", name)
+	}
+	d := &nodeDecoder{name: name}
+	if doc.Kind != 0 {
+		root := resolve(&doc)
+		d.fields(root, "", map[string]func(string, *yaml.Node){
+			"device":  d.str(&cfg.Device),
+			"spool":   func(k string, v *yaml.Node) { d.spool(k, v, &cfg.Spool) },
+			"uplink":  func(k string, v *yaml.Node) { d.uplink(k, v, &cfg.Uplink) },
+			"sensors": func(k string, v *yaml.Node) { cfg.Sensors = d.sensors(k, v) },
+			"status": func(k string, v *yaml.Node) {
+				d.fields(v, k, map[string]func(string, *yaml.Node){"socket": d.str(&cfg.Status.Socket)})
+			},
+			"log": func(k string, v *yaml.Node) {
+				d.fields(v, k, map[string]func(string, *yaml.Node){
+					"level": d.oneOf(&cfg.Log.Level, "debug", "info", "warn", "error"),
+				})
+			},
+		})
+		cfg.check(d, root)
+	}
+	if len(d.errs) > 0 {
+		return nil, d.err()
+	}
+	return &cfg, nil
+}
+
+func (d *nodeDecoder) spool(path string, n *yaml.Node, s *SpoolConfig) {
+	d.fields(n, path, map[string]func(string, *yaml.Node){
+		"path":            d.str(&s.Path),
+		"commit_interval": d.duration(&s.CommitInterval),
+		"max_bytes":       d.size(&s.MaxBytes),
+		"max_age":         d.duration(&s.MaxAge),
+		"policy":          d.oneOf(&s.Policy, "drop_oldest", "reject_new"),
+	})
+}
+
+func (d *nodeDecoder) uplink(path string, n *yaml.Node, u *UplinkConfig) {
+	d.fields(n, path, map[string]func(string, *yaml.Node){
+		"kind": d.oneOf(&u.Kind, "http", "mqtt"),
+		"http": func(k string, v *yaml.Node) {
+			d.fields(v, k, map[string]func(string, *yaml.Node){
+				"url":         d.url(&u.HTTP.URL, "http", "https"),
+				"token_file":  d.secretFile(&u.HTTP.TokenFile),
+				"ca_file":     d.file(&u.HTTP.CAFile),
+				"client_cert": d.file(&u.HTTP.ClientCert),
+				"client_key":  d.secretFile(&u.HTTP.ClientKey),
+			})
+		},
+		"mqtt": func(k string, v *yaml.Node) {
+			d.fields(v, k, map[string]func(string, *yaml.Node){
+				"broker":          d.url(&u.MQTT.Broker, "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss"),
+				"username":        d.str(&u.MQTT.Username),
+				"password_file":   d.secretFile(&u.MQTT.PasswordFile),
+				"prefix":          d.str(&u.MQTT.Prefix),
+				"confirm":         d.oneOf(&u.MQTT.Confirm, "receiver", "broker"),
+				"receipt_timeout": d.duration(&u.MQTT.ReceiptTimeout),
+				"ca_file":         d.file(&u.MQTT.CAFile),
+			})
+		},
+		"batch": func(k string, v *yaml.Node) {
+			d.fields(v, k, map[string]func(string, *yaml.Node){
+				"max_readings": d.integer(&u.Batch.MaxReadings, 1, 100_000),
+				"max_bytes":    d.size(&u.Batch.MaxBytes),
+				"in_flight":    d.integer(&u.Batch.InFlight, 1, 64),
+			})
+		},
+		"rate_limit": d.number(&u.RateLimit, 0),
+		"heartbeat":  d.duration(&u.Heartbeat),
+	})
+}
+
+// sensors keeps each entry's node for the sampler and checks what spans
+// entries: every sensor has a name, and no two share one.
+func (d *nodeDecoder) sensors(path string, n *yaml.Node) []SensorBlock {
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, path, "must be a list of sensors")
+		return nil
+	}
+	var blocks []SensorBlock
+	names := map[string]int{}
+	for i, item := range n.Content {
+		item = resolve(item)
+		key := fmt.Sprintf("%s[%d]", path, i)
+		if item.Kind != yaml.MappingNode {
+			d.errorf(item, key, "must be a mapping such as {name: demo, driver: sim, interval: 1s}")
+			continue
+		}
+		b := SensorBlock{Index: i, Node: item}
+		for j := 0; j+1 < len(item.Content); j += 2 {
+			if item.Content[j].Value == "name" {
+				b.Name = item.Content[j+1].Value
+			}
+		}
+		switch prev, dup := names[b.Name]; {
+		case b.Name == "":
+			d.errorf(item, key+".name", "missing: every sensor needs a name")
+		case dup:
+			d.errorf(item, key+".name", "%q is already the name of sensors[%d]", b.Name, prev)
+		default:
+			names[b.Name] = i
+		}
+		blocks = append(blocks, b)
+	}
+	return blocks
+}
+
+// check validates what holds across keys, after decoding.
+func (c *Config) check(d *nodeDecoder, root *yaml.Node) {
+	at := func(path ...string) *yaml.Node { return find(root, path...) }
+	if err := reading.ValidateDevice(c.Device); err != nil {
+		d.errorf(at("device"), "device", "%q: %v", c.Device, err)
+	}
+	if c.Spool.Path == "" {
+		d.errorf(at("spool", "path"), "spool.path", "must not be empty")
+	}
+	if c.Spool.MaxBytes < MiB {
+		d.errorf(at("spool", "max_bytes"), "spool.max_bytes", "%s is below the minimum of 1MiB", c.Spool.MaxBytes)
+	}
+	if c.Uplink.Batch.MaxBytes < 4*KiB {
+		d.errorf(at("uplink", "batch", "max_bytes"), "uplink.batch.max_bytes", "%s is below the minimum of 4KiB", c.Uplink.Batch.MaxBytes)
+	}
+	if c.Uplink.Heartbeat < time.Second {
+		d.errorf(at("uplink", "heartbeat"), "uplink.heartbeat", "%s is below the minimum of 1s", c.Uplink.Heartbeat)
+	}
+	switch c.Uplink.Kind {
+	case "http":
+		if c.Uplink.HTTP.URL == "" && !exists(root, "uplink", "http", "url") {
+			d.errorf(at("uplink"), "uplink.http.url", "missing: uplink.kind is http")
+		}
+		if (c.Uplink.HTTP.ClientCert == "") != (c.Uplink.HTTP.ClientKey == "") {
+			d.errorf(at("uplink", "http"), "uplink.http", "client_cert and client_key go together")
+		}
+	case "mqtt":
+		if c.Uplink.MQTT.Broker == "" && !exists(root, "uplink", "mqtt", "broker") {
+			d.errorf(at("uplink"), "uplink.mqtt.broker", "missing: uplink.kind is mqtt")
+		}
+		if p := c.Uplink.MQTT.Prefix; p == "" || strings.ContainsAny(p, "#+") {
+			d.errorf(at("uplink", "mqtt", "prefix"), "uplink.mqtt.prefix", "%q must be a non-empty topic without wildcards", p)
+		}
+		if c.Uplink.MQTT.ReceiptTimeout < time.Second {
+			d.errorf(at("uplink", "mqtt", "receipt_timeout"), "uplink.mqtt.receipt_timeout", "%s is below the minimum of 1s", c.Uplink.MQTT.ReceiptTimeout)
+		}
+	}
+}
+
+// find returns the node at path, or the deepest one that exists (for a
+// line number to point at).
+func find(n *yaml.Node, path ...string) *yaml.Node {
+	for _, key := range path {
+		n = resolve(n)
+		if n.Kind != yaml.MappingNode {
+			return n
+		}
+		next := (*yaml.Node)(nil)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return n
+		}
+		n = next
+	}
+	return n
+}
+
+// exists says whether the file spells out the key at path.
+func exists(n *yaml.Node, path ...string) bool {
+	for _, key := range path {
+		n = resolve(n)
+		if n.Kind != yaml.MappingNode {
+			return false
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return false
+		}
+		n = next
+	}
+	return true
+}
+
+// Size is a number of bytes, written in config as 512MiB, 256KiB, 1GB or a
+// plain number.
+type Size int64
+
+// Binary and decimal size units.
+const (
+	KiB Size = 1 << 10
+	MiB Size = 1 << 20
+	GiB Size = 1 << 30
+)
+
+var sizeUnits = []struct {
+	suffix string
+	mult   Size
+}{
+	{"KiB", KiB}, {"MiB", MiB}, {"GiB", GiB},
+	{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000},
+	{"B", 1},
+}
+
+// ParseSize parses a size such as "512MiB", "1.5GiB", "64KB" or "1048576".
+func ParseSize(s string) (Size, error) {
+	num, mult := strings.TrimSpace(s), Size(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 || f*float64(mult) > float64(1<<62) {
+		return 0, fmt.Errorf("%q is not a size (e.g. 512MiB, 256KiB, 1GB or a number of bytes)", s)
+	}
+	return Size(f * float64(mult)), nil
+}
+
+// String writes the size in the largest binary unit that divides it.
+func (s Size) String() string {
+	for _, u := range []struct {
+		suffix string
+		mult   Size
+	}{{"GiB", GiB}, {"MiB", MiB}, {"KiB", KiB}} {
+		if s >= u.mult && s%u.mult == 0 {
+			return strconv.FormatInt(int64(s/u.mult), 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(s), 10) + "B"
+}
