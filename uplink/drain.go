@@ -1,0 +1,312 @@
+package uplink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Outbox is what the drain loop needs of the spool.
+type Outbox interface {
+	// Next returns the oldest committed readings not already handed out
+	// in this process's life, at most maxReadings of one stream, with the
+	// stream's unreported dropped ranges; nil when nothing waits.
+	Next(maxReadings, maxBytes int) (*Batch, error)
+	// Ack deletes a delivered batch (any part of one, in any order) and
+	// marks its dropped ranges reported.
+	Ack(b *Batch) error
+	// DeadLetter moves a batch the receiver will never take aside, with
+	// the reason, and reports its seqs upstream like dropped ones.
+	DeadLetter(b *Batch, reason string) error
+	// Committed is signalled when new readings were committed.
+	Committed() <-chan struct{}
+}
+
+// Sender sends one batch and says what became of it (HTTP or MQTT).
+type Sender interface {
+	Send(ctx context.Context, b *Batch) Result
+}
+
+// Drainer moves batches from the outbox to the sender, several in flight,
+// until its context ends. A batch leaves the outbox only on Accepted or
+// Rejected; anything else is retried with backoff, for as long as it takes.
+type Drainer struct {
+	Outbox      Outbox
+	Sender      Sender
+	MaxReadings int     // per batch (default 500)
+	MaxBytes    int     // per batch, encoded (default 256 KiB)
+	InFlight    int     // batches sent at once (default 4)
+	RateLimit   float64 // readings/s; 0 = no limit
+	Backoff     Backoff
+	Logger      *slog.Logger
+	// Idle is how often an idle drainer looks at the outbox even without
+	// a signal (default 1s).
+	Idle time.Duration
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Status is the uplink's state for `outpost status` and the heartbeat.
+type Status struct {
+	State         string    // idle, sending, retrying, misconfigured
+	LastSuccess   time.Time // zero before the first
+	LastError     string
+	Failures      int // consecutive
+	Sent          uint64
+	DeadLettered  uint64
+	Misconfigured bool
+}
+
+// Status returns a copy of the current state.
+func (d *Drainer) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.status
+}
+
+// Run drains until ctx ends, then returns ctx's error. Batches in flight
+// when it ends are not acknowledged: they will be read again next time.
+func (d *Drainer) Run(ctx context.Context) error {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.MaxReadings <= 0 {
+		d.MaxReadings = 500
+	}
+	if d.MaxBytes <= 0 {
+		d.MaxBytes = 256 << 10
+	}
+	if d.InFlight <= 0 {
+		d.InFlight = 4
+	}
+	if d.Idle <= 0 {
+		d.Idle = time.Second
+	}
+	var limiter *rate.Limiter
+	if d.RateLimit > 0 {
+		limiter = rate.NewLimiter(rate.Limit(d.RateLimit), max(d.MaxReadings, int(d.RateLimit)))
+	}
+	d.setState("idle")
+
+	// One goroutine takes batches from the outbox, in order; the workers
+	// send them. The queue holds no more than the workers can take.
+	batches := make(chan *Batch)
+	var wg sync.WaitGroup
+	for range d.InFlight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				d.deliver(ctx, b, limiter)
+			}
+		}()
+	}
+	err := d.feed(ctx, batches)
+	close(batches)
+	wg.Wait()
+	return err
+}
+
+// feed hands out batches until ctx ends.
+func (d *Drainer) feed(ctx context.Context, batches chan<- *Batch) error {
+	idle := time.NewTicker(d.Idle)
+	defer idle.Stop()
+	failures := 0
+	for {
+		b, err := d.Outbox.Next(d.MaxReadings, d.MaxBytes)
+		if err != nil {
+			failures++
+			d.Logger.Error("reading the spool", "err", err, "failures", failures)
+			if !sleep(ctx, d.Backoff.Delay(failures, 0)) {
+				return ctx.Err()
+			}
+			continue
+		}
+		failures = 0
+		if b == nil {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-d.Outbox.Committed():
+			case <-idle.C:
+			}
+			continue
+		}
+		select {
+		case batches <- b:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// deliver sends one batch until it is accepted or rejected, splitting it
+// when it is too large and setting aside the one line a rejection names.
+func (d *Drainer) deliver(ctx context.Context, b *Batch, limiter *rate.Limiter) {
+	queue := []*Batch{b}
+	failures := 0
+	for len(queue) > 0 && ctx.Err() == nil {
+		b := queue[0]
+		if limiter != nil && len(b.Readings) > 0 {
+			if err := limiter.WaitN(ctx, min(len(b.Readings), limiter.Burst())); err != nil {
+				return
+			}
+		}
+		d.setState("sending")
+		res := d.Sender.Send(ctx, b)
+		switch res.Outcome {
+		case Accepted:
+			if err := d.Outbox.Ack(b); err != nil {
+				// The receiver has it; a resend after a restart is a
+				// duplicate it discards.
+				d.Logger.Error("acknowledging a delivered batch", "err", err)
+			}
+			d.succeeded(len(b.Readings), failures)
+			failures = 0
+			queue = queue[1:]
+		case Rejected:
+			bad, rest := b, (*Batch)(nil)
+			if res.Line >= 1 && res.Line <= len(b.Readings) && len(b.Readings) > 1 {
+				bad, rest = splitOut(b, res.Line-1)
+			}
+			if !d.deadLetter(ctx, bad, reason(res), &failures) {
+				continue
+			}
+			queue = queue[1:]
+			if rest != nil {
+				queue = append([]*Batch{rest}, queue...)
+			}
+		case TooLarge:
+			if len(b.Readings) <= 1 {
+				// One reading too large for the receiver will never fit.
+				if d.deadLetter(ctx, b, "too large for the receiver: "+reason(res), &failures) {
+					queue = queue[1:]
+				}
+				continue
+			}
+			first, second := halves(b)
+			queue = append([]*Batch{first, second}, queue[1:]...)
+		default: // Retry
+			failures++
+			d.failed(res, res.Err)
+			if !sleep(ctx, d.Backoff.Delay(failures, res.RetryAfter)) {
+				return
+			}
+		}
+	}
+}
+
+// deadLetter sets a batch aside; when the spool cannot, it backs off and
+// returns false so the batch is sent again (and, rejected again, set aside
+// then).
+func (d *Drainer) deadLetter(ctx context.Context, b *Batch, why string, failures *int) bool {
+	if err := d.Outbox.DeadLetter(b, why); err != nil {
+		*failures++
+		d.failed(Result{Outcome: Retry}, fmt.Errorf("dead-lettering a rejected batch: %w", err))
+		sleep(ctx, d.Backoff.Delay(*failures, 0))
+		return false
+	}
+	d.deadLettered(b, why)
+	return true
+}
+
+func reason(res Result) string {
+	if res.Err == nil {
+		return res.Outcome.String()
+	}
+	return res.Err.Error()
+}
+
+// splitOut returns the reading at i alone, and the rest of the batch (with
+// its dropped ranges).
+func splitOut(b *Batch, i int) (bad, rest *Batch) {
+	bad = &Batch{Readings: b.Readings[i : i+1 : i+1]}
+	r := make([]Batch, 1)
+	r[0].Readings = append(append(r[0].Readings, b.Readings[:i]...), b.Readings[i+1:]...)
+	r[0].Dropped = b.Dropped
+	return bad, &r[0]
+}
+
+// halves splits a batch in two; the dropped ranges go with the first half.
+func halves(b *Batch) (*Batch, *Batch) {
+	n := len(b.Readings) / 2
+	return &Batch{Readings: b.Readings[:n:n], Dropped: b.Dropped}, &Batch{Readings: b.Readings[n:]}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (d *Drainer) setState(s string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.status.Failures == 0 {
+		d.status.State = s
+	}
+}
+
+// succeeded records a delivery and logs a recovery once.
+func (d *Drainer) succeeded(readings, myFailures int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.status.Failures > 0 {
+		down := time.Duration(0)
+		if !d.status.LastSuccess.IsZero() {
+			down = time.Since(d.status.LastSuccess)
+		}
+		d.Logger.Info("upload succeeded again", "after_failures", d.status.Failures, "down_s", int(down.Seconds()))
+	}
+	d.status.State = "sending"
+	d.status.Failures = 0
+	d.status.LastSuccess = time.Now()
+	d.status.LastError = ""
+	d.status.Misconfigured = false
+	d.status.Sent += uint64(readings)
+}
+
+// failed records a failure; the same error is logged only once.
+func (d *Drainer) failed(res Result, err error) {
+	if err == nil {
+		err = errors.New(res.Outcome.String())
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.status.Failures++
+	d.status.Misconfigured = res.Misconfigured
+	d.status.State = "retrying"
+	if res.Misconfigured {
+		d.status.State = "misconfigured"
+	}
+	if msg := err.Error(); msg != d.status.LastError {
+		d.status.LastError = msg
+		level := slog.LevelWarn
+		if res.Misconfigured {
+			level = slog.LevelError
+		}
+		d.Logger.Log(context.Background(), level, "upload failing; retrying with backoff", "err", msg, "failures", d.status.Failures)
+	}
+}
+
+func (d *Drainer) deadLettered(b *Batch, why string) {
+	d.mu.Lock()
+	d.status.DeadLettered += uint64(len(b.Readings))
+	d.mu.Unlock()
+	attrs := []any{"readings", len(b.Readings), "err", why}
+	if len(b.Readings) > 0 {
+		attrs = append(attrs, "stream", b.Readings[0].Stream.String(), "first_seq", b.Readings[0].Seq)
+	}
+	d.Logger.Warn("batch rejected by the receiver; dead-lettered", attrs...)
+}
