@@ -124,7 +124,7 @@ func (h *HTTP) Close() { h.client.CloseIdleConnections() }
 func (h *HTTP) Send(ctx context.Context, b *Batch) Result {
 	buf := h.getBuf()
 	defer h.bufs.Put(buf)
-	if res, ok := h.encode(buf, b); !ok {
+	if res, ok := encodeBatch(buf, b, h.gzip); !ok {
 		return res
 	}
 	resp, body, err := h.post(ctx, h.readings, "application/x-ndjson", buf.Bytes())
@@ -154,13 +154,13 @@ func (h *HTTP) getBuf() *bytes.Buffer {
 	return new(bytes.Buffer)
 }
 
-// encode writes the batch as NDJSON, readings first and the dropped-range
-// lines after them, gzipped unless turned off. A reading that does not
+// encodeBatch writes the batch as NDJSON, readings first and the
+// dropped-range lines after them, gzipped if asked. A reading that does not
 // validate rejects the batch at its line without anything being sent.
-func (h *HTTP) encode(buf *bytes.Buffer, b *Batch) (Result, bool) {
+func encodeBatch(buf *bytes.Buffer, b *Batch, gz bool) (Result, bool) {
 	var w io.Writer = buf
 	var zw *gzip.Writer
-	if h.gzip {
+	if gz {
 		zw, _ = gzip.NewWriterLevel(buf, gzip.BestSpeed)
 		w = zw
 	}
