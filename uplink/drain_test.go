@@ -122,6 +122,10 @@ type receiver struct {
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	got := decodeRequest(rc.t, r)
+	if got.err != nil { // a batch is stored whole or not at all
+		http.Error(w, `{"error":"bad body"}`, http.StatusBadRequest)
+		return
+	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	rc.requests++

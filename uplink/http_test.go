@@ -46,6 +46,7 @@ func writeToken(t *testing.T, tok string) string {
 type received struct {
 	contentType, encoding, auth string
 	lines                       []reading.Line
+	err                         error // the body did not decode (a cut connection, say)
 }
 
 // decodeRequest reads a batch the way a receiver does.
@@ -55,7 +56,7 @@ func decodeRequest(t *testing.T, r *http.Request) received {
 	if got.encoding == "gzip" {
 		zr, err := gzip.NewReader(r.Body)
 		if err != nil {
-			t.Errorf("body is not gzip: %v", err)
+			got.err = err
 			return got
 		}
 		body = zr
@@ -68,7 +69,7 @@ func decodeRequest(t *testing.T, r *http.Request) received {
 			return got
 		}
 		if err != nil {
-			t.Errorf("receiver cannot decode the batch: %v", err)
+			got.err = err
 			return got
 		}
 		got.lines = append(got.lines, l)
@@ -92,7 +93,11 @@ func TestHTTPSendAccepted(t *testing.T) {
 		if r.URL.Path != "/base/v1/readings" || r.Method != http.MethodPost {
 			t.Errorf("request to %s %s; want POST /base/v1/readings", r.Method, r.URL.Path)
 		}
-		reqs <- decodeRequest(t, r)
+		got := decodeRequest(t, r)
+		if got.err != nil {
+			t.Errorf("receiver cannot decode the batch: %v", got.err)
+		}
+		reqs <- got
 		fmt.Fprint(w, `{"accepted":3,"duplicates":1,"conflicts":0,"corrected":0}`)
 	}))
 	defer srv.Close()
