@@ -161,7 +161,8 @@ func encodeBatch(buf *bytes.Buffer, b *Batch, gz bool) (Result, bool) {
 	var w io.Writer = buf
 	var zw *gzip.Writer
 	if gz {
-		zw, _ = gzip.NewWriterLevel(buf, gzip.BestSpeed)
+		zw = getGzipWriter(buf)
+		defer gzipWriters.Put(zw)
 		w = zw
 	}
 	enc := reading.NewEncoder(w)
@@ -182,6 +183,19 @@ func encodeBatch(buf *bytes.Buffer, b *Batch, gz bool) (Result, bool) {
 		}
 	}
 	return Result{}, true
+}
+
+// gzipWriters keeps compressors between batches: a new one allocates
+// about a megabyte of state.
+var gzipWriters sync.Pool
+
+func getGzipWriter(w io.Writer) *gzip.Writer {
+	if zw, ok := gzipWriters.Get().(*gzip.Writer); ok {
+		zw.Reset(w)
+		return zw
+	}
+	zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	return zw
 }
 
 // post sends one request within the attempt timeout and reads up to 64 KiB
