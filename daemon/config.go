@@ -270,16 +270,10 @@ func (c *Config) check(d *nodeDecoder, root *yaml.Node) {
 	}
 	switch c.Uplink.Kind {
 	case "http":
-		if c.Uplink.HTTP.URL == "" && !exists(root, "uplink", "http", "url") {
-			d.errorf(at("uplink"), "uplink.http.url", "missing: uplink.kind is http")
-		}
 		if (c.Uplink.HTTP.ClientCert == "") != (c.Uplink.HTTP.ClientKey == "") {
 			d.errorf(at("uplink", "http"), "uplink.http", "client_cert and client_key go together")
 		}
 	case "mqtt":
-		if c.Uplink.MQTT.Broker == "" && !exists(root, "uplink", "mqtt", "broker") {
-			d.errorf(at("uplink"), "uplink.mqtt.broker", "missing: uplink.kind is mqtt")
-		}
 		if p := c.Uplink.MQTT.Prefix; p == "" || strings.ContainsAny(p, "#+") {
 			d.errorf(at("uplink", "mqtt", "prefix"), "uplink.mqtt.prefix", "%q must be a non-empty topic without wildcards", p)
 		}
@@ -287,6 +281,30 @@ func (c *Config) check(d *nodeDecoder, root *yaml.Node) {
 			d.errorf(at("uplink", "mqtt", "receipt_timeout"), "uplink.mqtt.receipt_timeout", "%s is below the minimum of 1s", c.Uplink.MQTT.ReceiptTimeout)
 		}
 	}
+}
+
+// Warnings lists what is valid but probably not what the operator wants.
+func (c *Config) Warnings() []string {
+	var w []string
+	if !c.UplinkConfigured() {
+		key := "uplink.http.url"
+		if c.Uplink.Kind == "mqtt" {
+			key = "uplink.mqtt.broker"
+		}
+		w = append(w, key+" is not set: readings are kept in the spool until it is")
+	}
+	if len(c.Sensors) == 0 {
+		w = append(w, "sensors is empty: nothing will be sampled")
+	}
+	return w
+}
+
+// UplinkConfigured says whether readings have somewhere to go.
+func (c *Config) UplinkConfigured() bool {
+	if c.Uplink.Kind == "mqtt" {
+		return c.Uplink.MQTT.Broker != ""
+	}
+	return c.Uplink.HTTP.URL != ""
 }
 
 // find returns the node at path, or the deepest one that exists (for a
@@ -309,27 +327,6 @@ func find(n *yaml.Node, path ...string) *yaml.Node {
 		n = next
 	}
 	return n
-}
-
-// exists says whether the file spells out the key at path.
-func exists(n *yaml.Node, path ...string) bool {
-	for _, key := range path {
-		n = resolve(n)
-		if n.Kind != yaml.MappingNode {
-			return false
-		}
-		var next *yaml.Node
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == key {
-				next = n.Content[i+1]
-			}
-		}
-		if next == nil {
-			return false
-		}
-		n = next
-	}
-	return true
 }
 
 // Size is a number of bytes, written in config as 512MiB, 256KiB, 1GB or a

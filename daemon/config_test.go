@@ -160,3 +160,21 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigWarnings(t *testing.T) {
+	cfg, err := ParseConfig("min.yaml", []byte("device: pi-07\n"))
+	if err != nil {
+		t.Fatalf("a config with only a device = %v; want valid (it spools until an uplink is set)", err)
+	}
+	w := strings.Join(cfg.Warnings(), "\n")
+	if cfg.UplinkConfigured() || !strings.Contains(w, "uplink.http.url is not set") || !strings.Contains(w, "sensors is empty") {
+		t.Errorf("warnings = %q; want the missing uplink and sensors named", w)
+	}
+	cfg, err = loadTestdata(t, "full.yaml", 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.UplinkConfigured() || len(cfg.Warnings()) != 0 {
+		t.Errorf("full.yaml warnings = %v; want none", cfg.Warnings())
+	}
+}

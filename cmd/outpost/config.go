@@ -32,6 +32,9 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 	if err := cfg.WriteYAML(stdout); err != nil {
 		return err
 	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
+	}
 	fmt.Fprintf(stderr, "%s: configuration is valid\n", *path)
 	return nil
 }
