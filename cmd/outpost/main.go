@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/outpost-iot/outpost/daemon"
+	"github.com/outpost-iot/outpost/drivers/scan"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=…" (see the
@@ -38,6 +40,7 @@ const usage = `Usage: outpost <command> [arguments]
 
 Commands:
   config check [--config FILE]   check the configuration and print it with defaults filled in
+  sensors scan [--config FILE]   list the I²C buses, the addresses that answer and the 1-Wire probes
   version                        print the version and the platform it was built for
   help                           print this help
 
@@ -55,6 +58,23 @@ func run(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "config":
 		return runConfig(args[1:], stdout, stderr)
+	case "sensors":
+		if len(args) < 2 || args[1] != "scan" {
+			fmt.Fprint(stderr, usage)
+			return fmt.Errorf("%w: want: outpost sensors scan", errUsage)
+		}
+		// Every command takes --config; the scan looks at the hardware,
+		// not at the configuration, so it only checks the flag's syntax.
+		fs := flag.NewFlagSet("sensors scan", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		fs.String("config", daemon.DefaultConfigPath, "configuration `file`")
+		if err := fs.Parse(args[2:]); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if fs.NArg() > 0 {
+			return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+		}
+		return scan.Run(stdout, scan.Options{})
 	case "help", "--help", "-h":
 		fmt.Fprint(stdout, usage)
 		return nil

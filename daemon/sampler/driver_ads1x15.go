@@ -1,0 +1,122 @@
+package sampler
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"go.yaml.in/yaml/v3"
+
+	"periph.io/x/conn/v3/i2c"
+
+	"github.com/outpost-iot/outpost/drivers/ads1x15"
+)
+
+// ads1x15 keys: bus (required), address (0x48–0x4b, default 0x48), chip
+// (ads1115 or ads1015, default ads1115), channels (required): a list of
+// {name (required), input (0–3 against GND, or 0-1, 0-3, 1-3, 2-3
+// differential; required), range (full scale in volts: 6.144, 4.096,
+// 2.048, 1.024, 0.512 or 0.256; default 4.096), scale (default 1), offset
+// (default 0), unit (default V)}; value = volts × scale + offset.
+type ads1x15Opts struct {
+	bus   string
+	addr  uint16
+	chip  string
+	chans []ads1x15.Channel
+}
+
+var ads1x15Inputs = map[string]ads1x15.Input{
+	"0": ads1x15.A0, "1": ads1x15.A1, "2": ads1x15.A2, "3": ads1x15.A3,
+	"0-1": ads1x15.A0MinA1, "0-3": ads1x15.A0MinA3, "1-3": ads1x15.A1MinA3, "2-3": ads1x15.A2MinA3,
+}
+
+func decodeADS1x15(d *decoder) any {
+	o := &ads1x15Opts{
+		bus:  d.i2cBus(),
+		addr: d.address("address", 0x48, "ADS1x15", ads1x15.ValidAddr, "0x48, 0x49, 0x4a or 0x4b"),
+		chip: d.oneOf("chip", "ads1115", "ads1115", "ads1015"),
+	}
+	n := d.get("channels")
+	if n == nil || n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		d.errAt(n, "channels", "want a list such as [{name: soil, input: 0}]")
+		return o
+	}
+	names := map[string]bool{}
+	for i, cn := range n.Content {
+		c := d.sub("channels["+strconv.Itoa(i)+"]", cn)
+		if c == nil {
+			continue
+		}
+		ch := ads1x15.Channel{Name: c.str("name", "", true)}
+		if ch.Name != "" {
+			c.measurementName(c.vals["name"], "name", ch.Name)
+			if names[ch.Name] {
+				c.errf("name", "%q is already the name of another channel", ch.Name)
+			}
+			names[ch.Name] = true
+		}
+		if in, ok := c.scalar("input", true); ok {
+			var known bool
+			if ch.Input, known = ads1x15Inputs[in]; !known {
+				c.errf("input", "%q is not one of 0, 1, 2, 3, 0-1, 0-3, 1-3, 2-3", in)
+			}
+		}
+		ch.Range = c.float("range", 4.096)
+		if !validRange(ch.Range) {
+			c.errf("range", "%v V is not one of 6.144, 4.096, 2.048, 1.024, 0.512, 0.256", ch.Range)
+		}
+		ch.Scale = c.float("scale", 1)
+		if ch.Scale == 0 {
+			c.errf("scale", "must not be 0")
+		}
+		ch.Offset = c.float("offset", 0)
+		ch.Unit = c.str("unit", "V", false)
+		d.absorb(c)
+		o.chans = append(o.chans, ch)
+	}
+	return o
+}
+
+func validRange(v float64) bool {
+	for _, r := range ads1x15.Ranges {
+		if v == r {
+			return true
+		}
+	}
+	return false
+}
+
+type ads1x15Sensor struct {
+	bus  i2c.BusCloser
+	dev  *ads1x15.Dev
+	vals []ads1x15.Value
+}
+
+func openADS1x15(spec SensorSpec, e *env) (sensor, error) {
+	o := spec.opts.(*ads1x15Opts)
+	bus, err := e.openI2C(o.bus)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := ads1x15.New(bus, o.addr, o.chip, o.chans)
+	if err != nil {
+		return nil, errors.Join(err, bus.Close())
+	}
+	return &ads1x15Sensor{bus: bus, dev: dev}, nil
+}
+
+func (s *ads1x15Sensor) String() string { return s.dev.String() }
+
+func (s *ads1x15Sensor) Close() error { return errors.Join(s.dev.Halt(), s.bus.Close()) }
+
+func (s *ads1x15Sensor) Read(_ context.Context, dst []Measurement) ([]Measurement, error) {
+	var err error
+	s.vals, err = s.dev.Read(s.vals[:0])
+	for _, v := range s.vals {
+		dst = append(dst, Measurement{Name: v.Name, Unit: v.Unit, Value: v.Value})
+	}
+	return dst, err
+}
+
+// Interface guards.
+var _ sensor = (*ads1x15Sensor)(nil)

@@ -1,0 +1,93 @@
+package sampler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"periph.io/x/conn/v3/i2c"
+
+	"github.com/outpost-iot/outpost/drivers/bme280"
+)
+
+// bme280 and bmp280 keys: bus (required: "1" for /dev/i2c-1), address
+// (0x76 or 0x77, default 0x76). Measurements: temperature (C), pressure
+// (hPa) and, on a BME280, humidity (%).
+type bme280Opts struct {
+	bus  string
+	addr uint16
+}
+
+func decodeBME280(chip string) func(*decoder) any {
+	return func(d *decoder) any {
+		return &bme280Opts{
+			bus:  d.i2cBus(),
+			addr: d.address("address", bme280.AddrLow, chip, bme280.ValidAddr, "0x76 or 0x77"),
+		}
+	}
+}
+
+type bme280Sensor struct {
+	bus i2c.BusCloser
+	dev *bme280.Dev
+}
+
+func openBME280(spec SensorSpec, e *env) (sensor, error) {
+	o := spec.opts.(*bme280Opts)
+	bus, err := e.openI2C(o.bus)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := bme280.New(bus, o.addr)
+	if err != nil {
+		return nil, errors.Join(err, bus.Close())
+	}
+	return &bme280Sensor{bus: bus, dev: dev}, nil
+}
+
+func (s *bme280Sensor) String() string { return s.dev.String() }
+
+func (s *bme280Sensor) Close() error {
+	return errors.Join(s.dev.Halt(), s.bus.Close())
+}
+
+func (s *bme280Sensor) Read(_ context.Context, dst []Measurement) ([]Measurement, error) {
+	v, err := s.dev.Sense()
+	if err != nil {
+		return dst, err
+	}
+	dst = append(dst,
+		Measurement{Name: "temperature", Unit: "C", Value: v.Temperature},
+		Measurement{Name: "pressure", Unit: "hPa", Value: v.Pressure})
+	if v.HasHumidity {
+		dst = append(dst, Measurement{Name: "humidity", Unit: "%", Value: v.Humidity})
+	}
+	return dst, nil
+}
+
+// i2cBus reads the required bus key: the number N of /dev/i2c-N, as a
+// string ("1") or a number (1).
+func (d *decoder) i2cBus() string {
+	v, ok := d.scalar("bus", false)
+	if !ok {
+		if !d.has("bus") {
+			d.errAt(nil, "bus", "missing (the N of /dev/i2c-N; 1 on a Raspberry Pi)")
+		}
+		return ""
+	}
+	if _, err := parseBus(v); err != nil {
+		d.errf("bus", "%v", err)
+	}
+	return v
+}
+
+func parseBus(v string) (int, error) {
+	var n int
+	if _, err := fmt.Sscanf(v, "%d", &n); err != nil || n < 0 || fmt.Sprint(n) != v {
+		return 0, fmt.Errorf("%q is not an I²C bus number such as 1 (for /dev/i2c-1)", v)
+	}
+	return n, nil
+}
+
+// Interface guards.
+var _ sensor = (*bme280Sensor)(nil)

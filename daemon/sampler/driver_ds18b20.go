@@ -1,0 +1,87 @@
+package sampler
+
+import (
+	"context"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/outpost-iot/outpost/drivers/ds18b20"
+)
+
+// ds18b20 keys: probes, either a list of 1-Wire ids
+// ([28-0316a2795bff, …]; each measurement is named by its id) or a mapping
+// from measurement name to id ({soil: 28-0316a2795bff, air: 28-…}); without
+// it, every DS18B20 on the bus when the sensor opens. Unit C.
+type ds18b20Opts struct {
+	ids   []string
+	names map[string]string // id → measurement name
+}
+
+func decodeDS18B20(d *decoder) any {
+	o := &ds18b20Opts{names: map[string]string{}}
+	n := d.get("probes")
+	if n == nil {
+		return o
+	}
+	add := func(name string, v *yaml.Node) {
+		v = resolve(v)
+		if v.Kind != yaml.ScalarNode || !ds18b20.ValidID(v.Value) {
+			d.errAt(v, "probes", "%q is not a 1-Wire id such as 28-0316a2795bff", v.Value)
+			return
+		}
+		if _, dup := o.names[v.Value]; dup {
+			d.errAt(v, "probes", "%s is listed twice", v.Value)
+			return
+		}
+		d.measurementName(v, "probes", name)
+		o.ids = append(o.ids, v.Value)
+		o.names[v.Value] = name
+	}
+	switch n.Kind {
+	case yaml.SequenceNode:
+		for _, v := range n.Content {
+			add(resolve(v).Value, v)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			add(n.Content[i].Value, n.Content[i+1])
+		}
+	default:
+		d.errAt(n, "probes", "want a list of ids or a mapping from name to id")
+	}
+	return o
+}
+
+type ds18b20Sensor struct {
+	dev   *ds18b20.Dev
+	names map[string]string
+	temps []ds18b20.Temp
+}
+
+func openDS18B20(spec SensorSpec, e *env) (sensor, error) {
+	o := spec.opts.(*ds18b20Opts)
+	dev, err := ds18b20.New(e.sysRoot, o.ids)
+	if err != nil {
+		return nil, err
+	}
+	return &ds18b20Sensor{dev: dev, names: o.names}, nil
+}
+
+func (s *ds18b20Sensor) String() string { return s.dev.String() }
+func (s *ds18b20Sensor) Close() error   { return s.dev.Halt() }
+
+func (s *ds18b20Sensor) Read(_ context.Context, dst []Measurement) ([]Measurement, error) {
+	var err error
+	s.temps, err = s.dev.Read(s.temps[:0])
+	for _, t := range s.temps {
+		name := s.names[t.ID]
+		if name == "" {
+			name = t.ID
+		}
+		dst = append(dst, Measurement{Name: name, Unit: "C", Value: t.Celsius})
+	}
+	return dst, err
+}
+
+// Interface guards.
+var _ sensor = (*ds18b20Sensor)(nil)

@@ -1,0 +1,97 @@
+package sampler
+
+import (
+	"context"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+
+	"github.com/outpost-iot/outpost/drivers/gpiocount"
+)
+
+// gpiocount keys: line (required: a line name such as GPIO17, or with chip
+// an offset on that chip), chip (e.g. gpiochip0; optional), edge (falling,
+// rising or both; default falling), pull (up, down or none; default up),
+// debounce (default 0, e.g. 5ms for a reed switch), scale (per pulse,
+// default 1, e.g. 0.2794 for a rain gauge in mm), unit (of the scaled count,
+// default "pulses"), rate_unit (default unit + "/s"). Measurements: count
+// (scaled pulses in the interval) and rate (count per second).
+type gpiocountOpts struct {
+	chip, line     string
+	opts           gpiocount.Opts
+	unit, rateUnit string
+}
+
+func decodeGPIOCount(d *decoder) any {
+	o := &gpiocountOpts{
+		line: d.str("line", "", true),
+		chip: d.str("chip", "", false),
+		unit: d.str("unit", "pulses", false),
+	}
+	o.rateUnit = d.str("rate_unit", o.unit+"/s", false)
+	switch d.oneOf("edge", "falling", "falling", "rising", "both") {
+	case "falling":
+		o.opts.Edge = gpio.FallingEdge
+	case "rising":
+		o.opts.Edge = gpio.RisingEdge
+	case "both":
+		o.opts.Edge = gpio.BothEdges
+	}
+	switch d.oneOf("pull", "up", "up", "down", "none") {
+	case "up":
+		o.opts.Pull = gpio.PullUp
+	case "down":
+		o.opts.Pull = gpio.PullDown
+	case "none":
+		o.opts.Pull = gpio.PullNoChange
+	}
+	if d.has("debounce") {
+		o.opts.Debounce = d.duration("debounce", 0)
+		if o.opts.Debounce > time.Second {
+			d.errf("debounce", "%v is longer than a second: a pulse would be lost", o.opts.Debounce)
+		}
+	}
+	o.opts.Scale = d.float("scale", 1)
+	if o.opts.Scale == 0 {
+		d.errf("scale", "must not be 0")
+	}
+	return o
+}
+
+type gpiocountSensor struct {
+	dev            *gpiocount.Dev
+	unit, rateUnit string
+	counting       bool // false until the first read, at open, has passed
+}
+
+func openGPIOCount(spec SensorSpec, e *env) (sensor, error) {
+	o := spec.opts.(*gpiocountOpts)
+	pin, err := e.openGPIO(o.chip, o.line)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := gpiocount.New(pin, o.opts)
+	if err != nil {
+		return nil, err
+	}
+	return &gpiocountSensor{dev: dev, unit: o.unit, rateUnit: o.rateUnit}, nil
+}
+
+func (s *gpiocountSensor) String() string { return s.dev.String() }
+func (s *gpiocountSensor) Close() error   { return s.dev.Close() }
+
+func (s *gpiocountSensor) Read(_ context.Context, dst []Measurement) ([]Measurement, error) {
+	v := s.dev.Read()
+	if !s.counting {
+		// The first read comes right after the open and covers no time:
+		// the first count is the one of the next interval.
+		s.counting = true
+		return dst, nil
+	}
+	return append(dst,
+		Measurement{Name: "count", Unit: s.unit, Value: v.Count},
+		Measurement{Name: "rate", Unit: s.rateUnit, Value: v.Rate}), nil
+}
+
+// Interface guards.
+var _ sensor = (*gpiocountSensor)(nil)

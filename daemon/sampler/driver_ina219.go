@@ -1,0 +1,70 @@
+package sampler
+
+import (
+	"context"
+	"errors"
+
+	"periph.io/x/conn/v3/i2c"
+
+	"github.com/outpost-iot/outpost/drivers/ina219"
+)
+
+// ina219 keys: bus (required), address (0x40–0x4f, default 0x40),
+// shunt_ohms (default 0.1), max_current (amperes, default 3.2).
+// Measurements: voltage (V, bus side), current (A), power (W).
+type ina219Opts struct {
+	bus  string
+	addr uint16
+	opts ina219.Opts
+}
+
+func decodeINA219(d *decoder) any {
+	o := &ina219Opts{
+		bus:  d.i2cBus(),
+		addr: d.address("address", 0x40, "INA219", ina219.ValidAddr, "0x40 to 0x4f"),
+	}
+	o.opts.ShuntOhms = d.float("shunt_ohms", 0.1)
+	if o.opts.ShuntOhms <= 0 {
+		d.errf("shunt_ohms", "must be > 0")
+	}
+	o.opts.MaxCurrent = d.float("max_current", 3.2)
+	if o.opts.MaxCurrent <= 0 {
+		d.errf("max_current", "must be > 0")
+	}
+	return o
+}
+
+type ina219Sensor struct {
+	bus i2c.BusCloser
+	dev *ina219.Dev
+}
+
+func openINA219(spec SensorSpec, e *env) (sensor, error) {
+	o := spec.opts.(*ina219Opts)
+	bus, err := e.openI2C(o.bus)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := ina219.New(bus, o.addr, o.opts)
+	if err != nil {
+		return nil, errors.Join(err, bus.Close())
+	}
+	return &ina219Sensor{bus: bus, dev: dev}, nil
+}
+
+func (s *ina219Sensor) String() string { return s.dev.String() }
+func (s *ina219Sensor) Close() error   { return errors.Join(s.dev.Halt(), s.bus.Close()) }
+
+func (s *ina219Sensor) Read(_ context.Context, dst []Measurement) ([]Measurement, error) {
+	v, err := s.dev.Sense()
+	if err != nil {
+		return dst, err
+	}
+	return append(dst,
+		Measurement{Name: "voltage", Unit: "V", Value: v.BusVolts},
+		Measurement{Name: "current", Unit: "A", Value: v.Current},
+		Measurement{Name: "power", Unit: "W", Value: v.Power}), nil
+}
+
+// Interface guards.
+var _ sensor = (*ina219Sensor)(nil)

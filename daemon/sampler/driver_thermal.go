@@ -1,0 +1,39 @@
+package sampler
+
+import (
+	"context"
+
+	"github.com/outpost-iot/outpost/drivers/thermal"
+)
+
+// thermal keys: zone (the N of /sys/class/thermal/thermal_zoneN, default 0,
+// the SoC on a Raspberry Pi). Measurement: temperature (C).
+type thermalOpts struct{ zone int }
+
+func decodeThermal(d *decoder) any {
+	return &thermalOpts{zone: d.intIn("zone", 0, 0, 1000)}
+}
+
+type thermalSensor struct{ dev *thermal.Dev }
+
+func openThermal(spec SensorSpec, e *env) (sensor, error) {
+	dev, err := thermal.New(e.sysRoot, spec.opts.(*thermalOpts).zone)
+	if err != nil {
+		return nil, err
+	}
+	return thermalSensor{dev}, nil
+}
+
+func (s thermalSensor) String() string { return s.dev.String() }
+func (s thermalSensor) Close() error   { return s.dev.Halt() }
+
+func (s thermalSensor) Read(_ context.Context, dst []Measurement) ([]Measurement, error) {
+	v, err := s.dev.Read()
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, Measurement{Name: "temperature", Unit: "C", Value: v}), nil
+}
+
+// Interface guards.
+var _ sensor = thermalSensor{}
