@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/outpost-iot/outpost/daemon/sampler"
 	"github.com/outpost-iot/outpost/internal/reading"
 )
 
@@ -75,12 +77,14 @@ type BatchConfig struct {
 	InFlight    int
 }
 
-// SensorBlock is one entry of the sensors list, kept as its YAML node: the
-// sampler decodes the keys of each driver itself, with their lines.
+// SensorBlock is one entry of the sensors list: its YAML node (printed
+// back by config check) and what the sampler decoded from it, each driver
+// checking its own keys with their lines.
 type SensorBlock struct {
 	Index int
 	Name  string
 	Node  *yaml.Node
+	Spec  sampler.SensorSpec
 }
 
 // StatusConfig is the local status API's.
@@ -212,8 +216,8 @@ func (d *nodeDecoder) uplink(path string, n *yaml.Node, u *UplinkConfig) {
 	})
 }
 
-// sensors keeps each entry's node for the sampler and checks what spans
-// entries: every sensor has a name, and no two share one.
+// sensors decodes each entry through the sampler (which knows every
+// driver's keys) and checks what spans entries: no two share a name.
 func (d *nodeDecoder) sensors(path string, n *yaml.Node) []SensorBlock {
 	if isNull(n) {
 		return nil
@@ -231,18 +235,17 @@ func (d *nodeDecoder) sensors(path string, n *yaml.Node) []SensorBlock {
 			d.errorf(item, key, "must be a mapping such as {name: demo, driver: sim, interval: 1s}")
 			continue
 		}
-		b := SensorBlock{Index: i, Node: item}
-		for j := 0; j+1 < len(item.Content); j += 2 {
-			if item.Content[j].Value == "name" {
-				b.Name = item.Content[j+1].Value
+		spec, err := sampler.DecodeSensor(i, item)
+		if err != nil {
+			for _, msg := range strings.Split(err.Error(), "\n") {
+				d.errs = append(d.errs, lineError{item.Line, errors.New(d.prefix() + msg)})
 			}
+			continue
 		}
-		switch prev, dup := names[b.Name]; {
-		case b.Name == "":
-			d.errorf(item, key+".name", "missing: every sensor needs a name")
-		case dup:
+		b := SensorBlock{Index: i, Name: spec.Name, Node: item, Spec: spec}
+		if prev, dup := names[b.Name]; dup {
 			d.errorf(item, key+".name", "%q is already the name of sensors[%d]", b.Name, prev)
-		default:
+		} else {
 			names[b.Name] = i
 		}
 		blocks = append(blocks, b)

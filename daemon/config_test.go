@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outpost-iot/outpost/daemon/sampler"
 )
 
 // loadTestdata reads testdata/config/name, with TOKEN replaced by the path
@@ -79,9 +81,10 @@ func TestConfigErrorsNameLineAndKey(t *testing.T) {
 			`line 12: log.level: "verbose" is not one of debug, info, warn, error`,
 		}},
 		{"bad-sensors.yaml", []string{
-			`line 5: sensors[1].name: missing`,
+			`bad-sensors.yaml: sensors[1]: line 5: name: missing`,
 			`line 6: sensors[2].name: "a" is already the name of sensors[0]`,
 			`line 7: sensors[3]: must be a mapping`,
+			`bad-sensors.yaml: sensors[4] (gh): line 8: address: 0x99 is not a valid`,
 		}},
 		{"bad-yaml.yaml", []string{"bad-yaml.yaml: yaml: line"}},
 	}
@@ -110,7 +113,7 @@ func TestConfigSecretFiles(t *testing.T) {
 	}
 	data := []byte("uplink: {http: {url: 'http://127.0.0.1:1', token_file: /nonexistent/token}}\n")
 	_, err = ParseConfig("c.yaml", data)
-	if err == nil || !strings.Contains(err.Error(), "c.yaml:line 1: uplink.http.token_file: stat /nonexistent/token: no such file") {
+	if err == nil || !strings.Contains(err.Error(), "c.yaml: line 1: uplink.http.token_file: stat /nonexistent/token: no such file") {
 		t.Errorf("missing token file: error = %v", err)
 	}
 	data = []byte("uplink: {http: {url: 'https://user:hunter2@example.com'}}\n")
@@ -134,8 +137,13 @@ func TestConfigWriteYAMLRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: the effective config does not load back: %v\n%s", name, err, buf.String())
 		}
-		for i := range back.Sensors { // nodes differ in lines; compare the rest
+		for i := range back.Sensors { // nodes and specs differ in lines; compare the rest
+			b, c := back.Sensors[i].Spec, cfg.Sensors[i].Spec
+			if b.Name != c.Name || b.Driver != c.Driver || b.Interval != c.Interval {
+				t.Errorf("%s: sensor %d round trip = %+v; want %+v", name, i, b, c)
+			}
 			back.Sensors[i].Node, cfg.Sensors[i].Node = nil, nil
+			back.Sensors[i].Spec, cfg.Sensors[i].Spec = sampler.SensorSpec{}, sampler.SensorSpec{}
 		}
 		if !reflect.DeepEqual(back, cfg) {
 			t.Errorf("%s: round trip through WriteYAML =\n%+v\nwant\n%+v\n%s", name, back, cfg, buf.String())

@@ -38,11 +38,15 @@ func (d *nodeDecoder) err() error {
 }
 
 func (d *nodeDecoder) errorf(n *yaml.Node, key, format string, args ...any) {
-	prefix := ""
-	if d.name != "" {
-		prefix = d.name + ":"
+	d.errs = append(d.errs, lineError{n.Line, fmt.Errorf("%sline %d: %s: %s", d.prefix(), n.Line, key, fmt.Sprintf(format, args...))})
+}
+
+// prefix names the file at the start of an error.
+func (d *nodeDecoder) prefix() string {
+	if d.name == "" {
+		return ""
 	}
-	d.errs = append(d.errs, lineError{n.Line, fmt.Errorf("%sline %d: %s: %s", prefix, n.Line, key, fmt.Sprintf(format, args...))})
+	return d.name + ": "
 }
 
 // fields decodes the mapping n at key path, calling the handler of each key
