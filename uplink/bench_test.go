@@ -172,5 +172,7 @@ func (o *benchOutbox) Ack(b *Batch) error {
 	return nil
 }
 
-func (o *benchOutbox) DeadLetter(*Batch, string) error { panic("unexpected dead letter") }
-func (o *benchOutbox) Committed() <-chan struct{}      { return o.committed }
+func (o *benchOutbox) DeadLetter(context.Context, *Batch, string) error {
+	panic("unexpected dead letter")
+}
+func (o *benchOutbox) Committed() <-chan struct{} { return o.committed }

@@ -22,7 +22,7 @@ type Outbox interface {
 	Ack(b *Batch) error
 	// DeadLetter moves a batch the receiver will never take aside, with
 	// the reason, and reports its seqs upstream like dropped ones.
-	DeadLetter(b *Batch, reason string) error
+	DeadLetter(ctx context.Context, b *Batch, reason string) error
 	// Committed is signalled when new readings were committed.
 	Committed() <-chan struct{}
 }
@@ -206,7 +206,7 @@ func (d *Drainer) deliver(ctx context.Context, b *Batch, limiter *rate.Limiter) 
 // returns false so the batch is sent again (and, rejected again, set aside
 // then).
 func (d *Drainer) deadLetter(ctx context.Context, b *Batch, why string, failures *int) bool {
-	if err := d.Outbox.DeadLetter(b, why); err != nil {
+	if err := d.Outbox.DeadLetter(ctx, b, why); err != nil {
 		*failures++
 		d.failed(Result{Outcome: Retry}, fmt.Errorf("dead-lettering a rejected batch: %w", err))
 		sleep(ctx, d.Backoff.Delay(*failures, 0))

@@ -65,7 +65,7 @@ func (o *memOutbox) Ack(b *Batch) error {
 	return nil
 }
 
-func (o *memOutbox) DeadLetter(b *Batch, why string) error {
+func (o *memOutbox) DeadLetter(_ context.Context, b *Batch, why string) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, r := range b.Readings {

@@ -134,8 +134,8 @@ func (h *HTTP) Send(ctx context.Context, b *Batch) Result {
 	return classify(resp, body, len(b.Readings), len(b.Readings)+len(b.Dropped))
 }
 
-// PostStatus sends the device heartbeat (a JSON document) to /v1/status.
-func (h *HTTP) PostStatus(ctx context.Context, heartbeat []byte) error {
+// SendStatus sends the device heartbeat (a JSON document) to /v1/status.
+func (h *HTTP) SendStatus(ctx context.Context, heartbeat []byte) error {
 	resp, body, err := h.post(ctx, h.status, "application/json", heartbeat)
 	if err != nil {
 		return err

@@ -299,7 +299,7 @@ func TestNewHTTPErrorsNameTheOption(t *testing.T) {
 	}
 }
 
-func TestPostStatus(t *testing.T) {
+func TestSendStatus(t *testing.T) {
 	got := make(chan string, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -310,14 +310,14 @@ func TestPostStatus(t *testing.T) {
 	}))
 	defer srv.Close()
 	h := newSender(t, srv.URL, HTTPOptions{})
-	if err := h.PostStatus(context.Background(), []byte(`{"device":"pi-07"}`)); err != nil {
+	if err := h.SendStatus(context.Background(), []byte(`{"device":"pi-07"}`)); err != nil {
 		t.Fatal(err)
 	}
 	if g := <-got; g != `/v1/status application/json {"device":"pi-07"}` {
 		t.Errorf("status request = %q", g)
 	}
-	if err := h.PostStatus(context.Background(), []byte(`{"fail":1}`)); err == nil || !strings.Contains(err.Error(), "503") {
-		t.Errorf("PostStatus to a 503 = %v; want an error naming the status", err)
+	if err := h.SendStatus(context.Background(), []byte(`{"fail":1}`)); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("SendStatus to a 503 = %v; want an error naming the status", err)
 	}
 	<-got
 }

@@ -227,9 +227,9 @@ func (m *MQTT) onConnect(c mqtt.Client) {
 	c.Publish(m.statusTopic, 1, true, state)
 }
 
-// PublishStatus publishes the device heartbeat, retained, and keeps it to
+// SendStatus publishes the device heartbeat, retained, and keeps it to
 // publish again on every connect. It should carry "state":"online".
-func (m *MQTT) PublishStatus(ctx context.Context, heartbeat []byte) error {
+func (m *MQTT) SendStatus(ctx context.Context, heartbeat []byte) error {
 	m.mu.Lock()
 	m.lastState = slices.Clone(heartbeat)
 	m.mu.Unlock()

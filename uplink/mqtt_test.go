@@ -239,7 +239,7 @@ func TestMQTTRetainedStatus(t *testing.T) {
 	broker := testserver.StartMosquitto(t, testserver.MosquittoOptions{})
 	m := newMQTTSender(t, MQTTOptions{Broker: broker.URL(), ConfirmBroker: true})
 	waitConnected(t, m)
-	if err := m.PublishStatus(context.Background(), []byte(`{"state":"online","device":"pi-07"}`)); err != nil {
+	if err := m.SendStatus(context.Background(), []byte(`{"state":"online","device":"pi-07"}`)); err != nil {
 		t.Fatal(err)
 	}
 	read := func() string {
