@@ -1,0 +1,124 @@
+package spool
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Compaction: bbolt never shrinks its file. Once a file has grown past
+// Options.CompactAbove and at most a quarter of it holds live pages (the
+// backlog drained), the writer copies the live data into a new file
+// (bolt.Compact, committed and fsynced), renames it over the spool and
+// reopens it. A crash before the rename leaves the old file and a
+// temporary one, which the next open removes; after it, the new file is
+// complete.
+
+// DefaultCompactAbove is the file size from which a mostly empty spool is
+// compacted.
+const DefaultCompactAbove = 64 << 20
+
+// compactTxBytes bounds the size of each transaction of a compaction.
+const compactTxBytes = 4 << 20
+
+// compactDue says whether the file should be compacted: large, and at least
+// three quarters free pages.
+func (s *Spool) compactDue() bool {
+	fi, err := os.Stat(s.opts.Path)
+	if err != nil || fi.Size() < s.opts.CompactAbove {
+		return false
+	}
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return false
+	}
+	st := s.db.Stats()
+	free := int64(st.FreePageN+st.PendingPageN) * pageSize
+	var used int64
+	if err := s.db.View(func(tx *bolt.Tx) error { used = tx.Size() - free; return nil }); err != nil {
+		return false
+	}
+	return used*4 <= fi.Size()
+}
+
+// compact rewrites the file with only its live data. Writer only.
+func (s *Spool) compact() error {
+	path, tmp := s.opts.Path, compactPath(s.opts.Path)
+	start := time.Now()
+	before, _ := os.Stat(path)
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	_ = os.Remove(tmp)
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{
+		Timeout:        s.opts.LockTimeout,
+		PageSize:       pageSize,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+		NoSync:         s.opts.UnsafeNoSync,
+	})
+	if err != nil {
+		return fmt.Errorf("spool: compact: open %s: %w", tmp, err)
+	}
+	if err := s.compactInto(dst); err != nil {
+		closeQuietly(dst)
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := dst.Close(); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("spool: compact: close %s: %w", tmp, err)
+	}
+	if err := s.db.Close(); err != nil {
+		s.log.Error("spool: compact: close failed", "path", path, "error", err)
+	}
+	s.db = nil
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		s.reopenLocked()
+		return fmt.Errorf("spool: compact: rename: %w", err)
+	}
+	syncDir(filepath.Dir(path))
+	if err := s.reopenLocked(); err != nil {
+		return err
+	}
+	s.compactions.Add(1)
+	after, _ := os.Stat(path)
+	if before != nil && after != nil {
+		s.log.Info("spool: compacted", "path", path, "bytes_before", before.Size(), "bytes_after", after.Size(),
+			"seconds", time.Since(start).Seconds())
+	}
+	return nil
+}
+
+// compactInto copies the live data, turning a bbolt panic into ErrCorrupt.
+func (s *Spool) compactInto(dst *bolt.DB) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("spool: compact: bbolt panic: %v: %w", p, ErrCorrupt)
+		}
+	}()
+	if err := bolt.Compact(dst, s.db, compactTxBytes); err != nil {
+		return fmt.Errorf("spool: compact: %w", err)
+	}
+	return nil
+}
+
+// reopenLocked opens the file again after a compaction; s.dbMu is held.
+func (s *Spool) reopenLocked() error {
+	s.mu.Lock()
+	q := s.counters.quarantin
+	s.mu.Unlock()
+	if err := s.openFile(q); err != nil {
+		return fmt.Errorf("spool: reopen after compaction: %w", err)
+	}
+	return nil
+}

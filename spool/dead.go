@@ -1,0 +1,305 @@
+package spool
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-iot/outpost/internal/reading"
+)
+
+// A dead-letter record, under key stream(8) ‖ from(8) in the dead bucket:
+//
+//	varint unix ns when dead-lettered ‖ uvarint len ‖ reason ‖ uvarint to ‖
+//	uvarint count ‖ count × (uvarint seq−from ‖ uvarint len ‖ reading value)
+//
+// The reading values are those of the stream bucket, so a resend moves them
+// back unchanged (same stream, same seq).
+
+// DeadLetter describes a dead-lettered batch.
+type DeadLetter struct {
+	Stream   reading.StreamID
+	From, To uint64
+	Count    int // readings kept
+	Reason   string
+	Time     time.Time
+}
+
+type opKind uint8
+
+const (
+	opDeadLetter opKind = iota
+	opResend
+	opPurge
+)
+
+// op is a dead-letter operation the writer applies in its next commit.
+type op struct {
+	kind     opKind
+	stream   reading.StreamID
+	from, to uint64
+	reason   string
+	err      error
+	done     chan struct{}
+}
+
+func (o *op) finish(err error) {
+	o.err = err
+	close(o.done)
+}
+
+// submit queues o for the next commit, which it starts, and waits for it.
+func (s *Spool) submit(ctx context.Context, o *op) error {
+	o.done = make(chan struct{})
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.ops = append(s.ops, o)
+	s.mu.Unlock()
+	s.kickWriter()
+	select {
+	case <-o.done:
+		return o.err
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// DeadLetter moves the stored readings of b (the seqs of b.Readings, or
+// b.Stream's From–To when it holds none) into the dead-letter bucket, one
+// record per run of consecutive seqs, with the reason, and marks b's dropped ranges
+// reported. It returns once that is committed. Draining continues with the
+// next readings.
+func (s *Spool) DeadLetter(ctx context.Context, b *Batch, reason string) error {
+	if err := s.Ack(&Batch{Stream: b.Stream, Dropped: b.Dropped}); err != nil {
+		return fmt.Errorf("spool: dead-letter: %w", err)
+	}
+	runs := ackRuns(b)
+	if len(runs) == 0 {
+		return s.Flush(ctx)
+	}
+	stream := b.Stream
+	if len(b.Readings) > 0 {
+		stream = b.Readings[0].Stream
+	}
+	for _, r := range runs {
+		err := s.submit(ctx, &op{kind: opDeadLetter, stream: stream, from: r.from, to: r.to, reason: reason})
+		if err != nil {
+			return fmt.Errorf("spool: dead-letter %v %d–%d: %w", stream, r.from, r.to, err)
+		}
+		s.log.Warn("spool: readings dead-lettered", "stream", stream.String(), "from", r.from, "to", r.to, "reason", reason)
+	}
+	return nil
+}
+
+// Resend moves a dead-lettered batch back into its stream (same seqs), so
+// it is sent again.
+func (s *Spool) Resend(ctx context.Context, stream reading.StreamID, from uint64) error {
+	if err := s.submit(ctx, &op{kind: opResend, stream: stream, from: from}); err != nil {
+		return fmt.Errorf("spool: resend %v %d: %w", stream, from, err)
+	}
+	return nil
+}
+
+// Purge deletes a dead-lettered batch; its seq range is reported upstream
+// like a dropped one.
+func (s *Spool) Purge(ctx context.Context, stream reading.StreamID, from uint64) error {
+	if err := s.submit(ctx, &op{kind: opPurge, stream: stream, from: from}); err != nil {
+		return fmt.Errorf("spool: purge %v %d: %w", stream, from, err)
+	}
+	return nil
+}
+
+// DeadLetters lists the dead-letter records, oldest stream and seq first.
+func (s *Spool) DeadLetters() ([]DeadLetter, error) {
+	var out []DeadLetter
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDead)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			d, _, err := decodeDead(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool: list dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// DeadLetterBatch returns the readings of one dead-letter record, for
+// inspection.
+func (s *Spool) DeadLetterBatch(stream reading.StreamID, from uint64) (*Batch, error) {
+	var batch *Batch
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDead)
+		if b == nil {
+			return ErrNotFound
+		}
+		k := deadKey(stream, from)
+		v := b.Get(k)
+		if v == nil {
+			return ErrNotFound
+		}
+		d, entries, err := decodeDead(k, v)
+		if err != nil {
+			return err
+		}
+		batch = &Batch{Stream: stream, From: d.From, To: d.To}
+		s.tab.mu.RLock()
+		defer s.tab.mu.RUnlock()
+		for _, e := range entries {
+			r, err := s.decode(stream, e.seq, e.value)
+			if err != nil {
+				return err
+			}
+			batch.Readings = append(batch.Readings, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool: dead letter %v %d: %w", stream, from, err)
+	}
+	return batch, nil
+}
+
+type deadEntry struct {
+	seq   uint64
+	value []byte
+}
+
+func decodeDead(k, v []byte) (DeadLetter, []deadEntry, error) {
+	var d DeadLetter
+	if len(k) != 16 {
+		return d, nil, fmt.Errorf("dead-letter key %x: %w", k, ErrCorrupt)
+	}
+	d.Stream, d.From = reading.StreamID(btoi(k[:8])), btoi(k[8:])
+	bad := fmt.Errorf("dead-letter record %v %d: %w", d.Stream, d.From, ErrCorrupt)
+	ns, n := binary.Varint(v)
+	if n <= 0 {
+		return d, nil, bad
+	}
+	d.Time = time.Unix(0, ns).UTC()
+	reason, rest, ok := readString(v[n:])
+	if !ok {
+		return d, nil, bad
+	}
+	d.Reason = reason
+	var count uint64
+	if d.To, rest, ok = uvarint(rest); !ok {
+		return d, nil, bad
+	}
+	if count, rest, ok = uvarint(rest); !ok || count > uint64(len(rest)) {
+		return d, nil, bad
+	}
+	entries := make([]deadEntry, 0, count)
+	for range count {
+		var delta, l uint64
+		if delta, rest, ok = uvarint(rest); !ok {
+			return d, nil, bad
+		}
+		if l, rest, ok = uvarint(rest); !ok || l > uint64(len(rest)) {
+			return d, nil, bad
+		}
+		entries = append(entries, deadEntry{seq: d.From + delta, value: rest[:l]})
+		rest = rest[l:]
+	}
+	if len(rest) != 0 {
+		return d, nil, bad
+	}
+	d.Count = len(entries)
+	return d, entries, nil
+}
+
+// applyOp applies a dead-letter operation inside a commit. Problems of the
+// operation itself (nothing to dead-letter, no such record) go to o.err and
+// do not fail the commit.
+func (s *Spool) applyOp(tx *bolt.Tx, meta *bolt.Bucket, c *counters, o *op, now time.Time) error {
+	dead, err := tx.CreateBucketIfNotExists(bucketDead)
+	if err != nil {
+		return fmt.Errorf("failed to open dead-letter bucket: %w", err)
+	}
+	sb := tx.Bucket(streamBucket(o.stream))
+	switch o.kind {
+	case opDeadLetter:
+		if sb == nil {
+			o.err = fmt.Errorf("stream %v: %w", o.stream, ErrNotFound)
+			return nil
+		}
+		rec := binary.AppendVarint(nil, now.UnixNano())
+		rec = appendString(rec, o.reason)
+		rec = binary.AppendUvarint(rec, o.to)
+		var body []byte
+		count := uint64(0)
+		cur := sb.Cursor()
+		for k, v := cur.Seek(itob(o.from)); k != nil && btoi(k) <= o.to; k, v = cur.Next() {
+			body = binary.AppendUvarint(body, btoi(k)-o.from)
+			body = binary.AppendUvarint(body, uint64(len(v)))
+			body = append(body, v...)
+			count++
+		}
+		if count == 0 {
+			o.err = fmt.Errorf("no stored readings in %d–%d: %w", o.from, o.to, ErrNotFound)
+			return nil
+		}
+		rec = binary.AppendUvarint(rec, count)
+		rec = append(rec, body...)
+		n, size, err := deleteRange(sb, o.from, o.to)
+		if err != nil {
+			return err
+		}
+		c.readings -= min(n, c.readings)
+		c.bytes -= min(size, c.bytes)
+		c.deadLettered += n
+		if err := dead.Put(deadKey(o.stream, o.from), rec); err != nil {
+			return fmt.Errorf("failed to store dead letter: %w", err)
+		}
+	case opResend, opPurge:
+		k := deadKey(o.stream, o.from)
+		v := dead.Get(k)
+		if v == nil {
+			o.err = ErrNotFound
+			return nil
+		}
+		d, entries, err := decodeDead(k, v)
+		if err != nil {
+			return err
+		}
+		o.to = d.To
+		if o.kind == opPurge {
+			if err := addPending(meta, o.stream, d.From, d.To); err != nil {
+				return err
+			}
+			c.purged += uint64(len(entries))
+		} else {
+			if sb == nil {
+				if sb, err = tx.CreateBucket(streamBucket(o.stream)); err != nil {
+					return fmt.Errorf("failed to recreate stream bucket: %w", err)
+				}
+			}
+			for _, e := range entries {
+				val := append([]byte(nil), e.value...)
+				if err := sb.Put(itob(e.seq), val); err != nil {
+					return fmt.Errorf("failed to restore seq %d: %w", e.seq, err)
+				}
+				c.readings++
+				c.bytes += uint64(8 + len(val) + entryOverhead)
+			}
+		}
+		if err := dead.Delete(k); err != nil {
+			return fmt.Errorf("failed to delete dead letter: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,243 @@
+package spool
+
+import (
+	"bytes"
+	"fmt"
+	"maps"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-iot/outpost/internal/reading"
+)
+
+// Batch is a run of committed readings of one stream, oldest first, with
+// the dropped ranges of that stream not yet reported. The uplink encodes it
+// with the wire codec, and then calls Ack or DeadLetter with it.
+type Batch struct {
+	Stream   reading.StreamID
+	From, To uint64            // seq range the batch covers; 0, 0 when it holds no readings
+	Readings []reading.Reading // Device, Stream and Seq filled
+	Dropped  []reading.Dropped // ranges to report with this batch
+}
+
+// Next returns the oldest committed readings not handed out yet in this
+// process: at most maxReadings, and at most maxBytes of wire encoding
+// (NDJSON lines; a single reading larger than that still comes alone). It
+// reads only the batch, never the backlog. Streams drain oldest first. It
+// returns nil when there is nothing to send.
+//
+// Readings handed out are not handed out again in this process lifetime,
+// until a restart (then unacknowledged readings come again) or a Resend.
+func (s *Spool) Next(maxReadings, maxBytes int) (*Batch, error) {
+	if maxReadings <= 0 || maxBytes <= 0 {
+		return nil, fmt.Errorf("spool: next: limits must be positive, got %d readings, %d bytes", maxReadings, maxBytes)
+	}
+	// Lock order: dbMu (inside view), drainMu, mu.
+	var batch *Batch
+	err := s.view(func(tx *bolt.Tx) error {
+		s.drainMu.Lock()
+		defer s.drainMu.Unlock()
+		s.mu.Lock()
+		streams := append([]streamInfo(nil), s.streams...)
+		s.mu.Unlock()
+		s.tab.mu.RLock()
+		defer s.tab.mu.RUnlock()
+		for _, si := range streams {
+			b, err := s.nextIn(tx, si.id, maxReadings, maxBytes)
+			if err != nil || b != nil {
+				batch = b
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool: next: %w", err)
+	}
+	return batch, nil
+}
+
+// nextIn builds a batch from one stream; s.drainMu and s.tab.mu are held.
+func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxBytes int) (*Batch, error) {
+	batch := &Batch{Stream: stream}
+	size := 0
+	var line []byte
+	meta := tx.Bucket(bucketMeta)
+	pc := meta.Cursor()
+	prefix := pendingKey(stream, 0)[:9]
+	for k, v := pc.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == 17; k, v = pc.Next() {
+		rk := rangeKey{stream, btoi(k[9:])}
+		if to, ok := s.handed[rk]; ok && to == btoi(v) {
+			continue
+		}
+		d := reading.Dropped{Device: s.opts.Device, Stream: stream, From: rk.from, To: btoi(v)}
+		line = reading.AppendDropped(line[:0], &d)
+		size += len(line) + 1
+		batch.Dropped = append(batch.Dropped, d)
+	}
+	// Resent dead letters come first, then the readings past the cursor.
+	from, to, resent := max(s.cursor[stream], 1), uint64(reading.MaxSeq), false
+	if rs := s.resent[stream]; len(rs) > 0 {
+		from, to, resent = rs[0].from, rs[0].to, true
+	}
+	if b := tx.Bucket(streamBucket(stream)); b != nil {
+		c := b.Cursor()
+		for k, v := c.Seek(itob(from)); k != nil && len(batch.Readings) < maxReadings; k, v = c.Next() {
+			if len(k) != 8 {
+				return nil, fmt.Errorf("stream %v: key %x: %w", stream, k, ErrCorrupt)
+			}
+			if btoi(k) > to {
+				break
+			}
+			r, err := s.decode(stream, btoi(k), v)
+			if err != nil {
+				return nil, err
+			}
+			line = reading.AppendReading(line[:0], &r)
+			if len(batch.Readings) > 0 && size+len(line)+1 > maxBytes {
+				break
+			}
+			size += len(line) + 1
+			batch.Readings = append(batch.Readings, r)
+		}
+	}
+	n := len(batch.Readings)
+	if resent {
+		rs := s.resent[stream]
+		if n > 0 && batch.Readings[n-1].Seq < rs[0].to {
+			rs[0].from = batch.Readings[n-1].Seq + 1
+		} else if rs = rs[1:]; len(rs) == 0 {
+			delete(s.resent, stream)
+		} else {
+			s.resent[stream] = rs
+		}
+		if n == 0 && len(batch.Dropped) == 0 {
+			return s.nextIn(tx, stream, maxReadings, maxBytes)
+		}
+	}
+	if n == 0 && len(batch.Dropped) == 0 {
+		return nil, nil
+	}
+	if n > 0 {
+		batch.From, batch.To = batch.Readings[0].Seq, batch.Readings[n-1].Seq
+		if !resent {
+			s.cursor[stream] = batch.To + 1
+		}
+	}
+	for _, d := range batch.Dropped {
+		s.handed[rangeKey{stream, d.From}] = d.To
+	}
+	return batch, nil
+}
+
+// decode turns a stored value into a reading; s.tab.mu is held.
+func (s *Spool) decode(stream reading.StreamID, seq uint64, v []byte) (reading.Reading, error) {
+	d, err := decodeStored(v)
+	if err != nil {
+		return reading.Reading{}, fmt.Errorf("stream %v seq %d: %w", stream, seq, err)
+	}
+	ser, ok := s.tab.lookup(d.series)
+	if !ok {
+		return reading.Reading{}, fmt.Errorf("stream %v seq %d: unknown series %d: %w", stream, seq, d.series, ErrCorrupt)
+	}
+	return reading.Reading{
+		Device:   s.opts.Device,
+		Stream:   stream,
+		Seq:      seq,
+		Sensor:   ser.sensor,
+		Value:    d.value,
+		Unit:     ser.unit,
+		Labels:   maps.Clone(ser.labels),
+		Time:     d.time,
+		Unsynced: d.unsynced,
+	}, nil
+}
+
+// ackOp deletes an acknowledged batch in the next commit.
+type ackOp struct {
+	stream  reading.StreamID
+	runs    []seqRange
+	dropped []reading.Dropped
+}
+
+// ackRuns returns the seq runs an ack of b deletes: the seqs of its
+// readings when it has any (so a subset of a batch deletes only what it
+// holds), else From–To.
+func ackRuns(b *Batch) []seqRange {
+	if len(b.Readings) == 0 {
+		if b.From > 0 && b.To >= b.From {
+			return []seqRange{{b.From, b.To}}
+		}
+		return nil
+	}
+	var runs []seqRange
+	for _, r := range b.Readings {
+		if n := len(runs); n > 0 && runs[n-1].to+1 == r.Seq {
+			runs[n-1].to = r.Seq
+			continue
+		}
+		runs = append(runs, seqRange{r.Seq, r.Seq})
+	}
+	return runs
+}
+
+// Ack records that the receiver has stored b: its readings are deleted, and
+// its dropped ranges marked reported, in the next commit, which also
+// carries appends (to spare the card). If the process dies before that
+// commit, b is sent again after the restart and the receiver discards it
+// as a duplicate. Batches may be acknowledged in any order, and a batch the
+// uplink split can be acknowledged part by part: the seqs of b.Readings are
+// deleted, or b.Stream's From–To when b holds no readings.
+func (s *Spool) Ack(b *Batch) error {
+	s.drainMu.Lock()
+	for _, d := range b.Dropped {
+		if s.handed[rangeKey{d.Stream, d.From}] == d.To {
+			delete(s.handed, rangeKey{d.Stream, d.From})
+		}
+	}
+	s.drainMu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("spool: ack: %w", ErrClosed)
+	}
+	stream := b.Stream
+	if len(b.Readings) > 0 {
+		stream = b.Readings[0].Stream
+	}
+	s.acks = append(s.acks, ackOp{stream: stream, runs: ackRuns(b), dropped: b.Dropped})
+	s.mu.Unlock()
+	if s.opts.CommitInterval == 0 {
+		s.kickWriter()
+	}
+	return nil
+}
+
+func applyAck(tx *bolt.Tx, meta *bolt.Bucket, c *counters, a ackOp) error {
+	if b := tx.Bucket(streamBucket(a.stream)); b != nil {
+		for _, r := range a.runs {
+			n, size, err := deleteRange(b, r.from, r.to)
+			if err != nil {
+				return err
+			}
+			c.readings -= min(n, c.readings)
+			c.bytes -= min(size, c.bytes)
+		}
+	}
+	for _, d := range a.dropped {
+		if err := removePending(meta, d.Stream, d.From, d.To); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resend makes Next hand out the seqs from–to of a stream again (before
+// the readings past its cursor), when the cursor has passed them.
+func (s *Spool) resend(stream reading.StreamID, from, to uint64) {
+	s.drainMu.Lock()
+	defer s.drainMu.Unlock()
+	if s.cursor[stream] > from {
+		s.resent[stream] = append(s.resent[stream], seqSpan{from, min(to, s.cursor[stream]-1)})
+	}
+}

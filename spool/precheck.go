@@ -1,0 +1,116 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+)
+
+// precheck checks an existing file, read-only, in this goroutine, before
+// bbolt opens it for writing: that its file holds all its pages, and, when
+// full is set, every key and value.
+//
+// With NoFreelistSync bbolt rebuilds its freelist at open by walking the
+// whole file in a goroutine of its own, where a corrupt page panics out of
+// reach of any recover and kills the daemon. A full walk here, with faults
+// turned into panics and recovered, finds such a file and quarantines it
+// instead; it doubles the open time, so it runs only after an open that
+// did not finish (see openMarker).
+func (s *Spool) precheck(full bool) (err error) {
+	path := s.opts.Path
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) || err == nil && fi.Size() == 0 {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("spool: open %s: %w", path, err)
+	}
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("spool: check %s: bbolt panic: %v: %w", path, p, ErrCorrupt)
+		}
+	}()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: s.opts.LockTimeout})
+	if err != nil {
+		return s.openErr(err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		if need := tx.Size(); fi.Size() < need {
+			return fmt.Errorf("file has %d bytes, its pages need %d: %w", fi.Size(), need, ErrCorrupt)
+		}
+		if !full {
+			return nil
+		}
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error { return walkBucket(b) })
+	})
+	if err != nil {
+		return fmt.Errorf("spool: check %s: %w", path, err)
+	}
+	return nil
+}
+
+// walkBucket touches every key and value of b and its sub-buckets.
+func walkBucket(b *bolt.Bucket) error {
+	c := b.Cursor()
+	var sum byte
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v == nil {
+			sb := b.Bucket(k)
+			if sb == nil {
+				return fmt.Errorf("key %x: nil value that is no bucket: %w", k, ErrCorrupt)
+			}
+			if err := walkBucket(sb); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(v) > 0 {
+			sum ^= v[0] ^ v[len(v)-1]
+		}
+	}
+	_ = sum
+	return nil
+}
+
+// maxOpenAttempts is how many opens may die in a row (a bbolt panic out of
+// reach) before the file is quarantined without another try.
+const maxOpenAttempts = 2
+
+// openMarker is written beside the file while bbolt opens it and removed
+// when the open finished: one left behind means an open killed the
+// process. It holds the number of such opens.
+func openMarker(path string) string { return path + ".opening" }
+
+// beginOpen records an open attempt and says how many died before it.
+func beginOpen(path string) (died int) {
+	if b, err := os.ReadFile(openMarker(path)); err == nil {
+		died, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		died = max(died, 1)
+	}
+	_ = os.WriteFile(openMarker(path), []byte(strconv.Itoa(died+1)+"\n"), 0o600)
+	return died
+}
+
+func endOpen(path string) { _ = os.Remove(openMarker(path)) }
+
+// readAhead asks the kernel to read the whole file into the page cache in
+// the background, so bbolt's page-by-page walk of a cold file does not
+// wait for the disk one page at a time.
+func readAhead(path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_WILLNEED)
+}

@@ -1,0 +1,311 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-iot/outpost/internal/reading"
+)
+
+// makeSpoolFile writes a spool holding n committed readings and returns its
+// stream.
+func makeSpoolFile(t *testing.T, opts Options, n int) reading.StreamID {
+	t.Helper()
+	s, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, 1, n)
+	st, _ := s.Stats()
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return st.Stream
+}
+
+func quarantinedFiles(t *testing.T, path string) []string {
+	t.Helper()
+	m, err := filepath.Glob(path + quarantineSuffix + "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestCorruptFilesAreQuarantined(t *testing.T) {
+	corruptions := []struct {
+		name    string
+		corrupt func(b []byte) []byte
+	}{
+		{"truncated", func(b []byte) []byte { return b[:100] }},
+		{"truncated to 3 pages", func(b []byte) []byte { return b[:3*pageSize] }},
+		{"zero-filled", func(b []byte) []byte { return make([]byte, len(b)) }},
+		{"flipped bytes in both meta pages", func(b []byte) []byte {
+			for _, off := range []int{16 + 20, pageSize + 16 + 20} {
+				b[off] ^= 0xff
+			}
+			return b
+		}},
+		{"not a database", func([]byte) []byte { return []byte(strings.Repeat("hello, spool\n", 1000)) }},
+	}
+	for _, c := range corruptions {
+		t.Run(c.name, func(t *testing.T) {
+			opts := testOptions(t.TempDir())
+			old := makeSpoolFile(t, opts, 100)
+			b, err := os.ReadFile(opts.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bad := c.corrupt(b)
+			if err := os.WriteFile(opts.Path, bad, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s := mustOpen(t, opts)
+			st, _ := s.Stats()
+			if st.Stream == old || st.Quarantined != 1 || st.Readings != 0 {
+				t.Errorf("after quarantine: stream %v (old %v), quarantined %d, readings %d", st.Stream, old, st.Quarantined, st.Readings)
+			}
+			q := quarantinedFiles(t, opts.Path)
+			if len(q) != 1 {
+				t.Fatalf("quarantined files = %v; want one", q)
+			}
+			if kept, _ := os.ReadFile(q[0]); !bytes.Equal(kept, bad) {
+				t.Errorf("the quarantined file does not hold the original bytes")
+			}
+			if seqs := appendN(t, s, 1, 3); seqs[0] != 1 {
+				t.Errorf("new stream starts at seq %d; want 1", seqs[0])
+			}
+		})
+	}
+}
+
+func TestForeignBoltFileIsQuarantined(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	db, err := bolt.Open(opts.Path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("other")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s := mustOpen(t, opts)
+	if st, _ := s.Stats(); st.Quarantined != 1 || len(quarantinedFiles(t, opts.Path)) != 1 {
+		t.Errorf("a bbolt file without a meta bucket was not quarantined: %+v", st)
+	}
+}
+
+func TestNewerFormatIsRefusedNotQuarantined(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	makeSpoolFile(t, opts, 10)
+	db, err := bolt.Open(opts.Path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return putU64(tx.Bucket(bucketMeta), keyFormat, FormatVersion+1) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	before, _ := os.ReadFile(opts.Path)
+	s, err := Open(opts)
+	if !errors.Is(err, ErrNewerFormat) {
+		if s != nil {
+			s.Close(context.Background())
+		}
+		t.Fatalf("Open(newer format) error = %v; want ErrNewerFormat", err)
+	}
+	if q := quarantinedFiles(t, opts.Path); len(q) != 0 {
+		t.Errorf("a newer file was quarantined: %v", q)
+	}
+	if after, _ := os.ReadFile(opts.Path); !bytes.Equal(before, after) {
+		t.Errorf("Open changed a file it refused")
+	}
+}
+
+func TestPanicAtCommitQuarantinesAndCarriesOn(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	old := makeSpoolFile(t, opts, 10)
+	s, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var panics atomic.Int32
+	s.mu.Lock() // the writer reads the hook inside its commit
+	s.commitHook = func() {
+		if panics.Add(1) == 1 {
+			panic("page 42 already freed")
+		}
+	}
+	s.mu.Unlock()
+	t.Cleanup(func() { s.Close(context.Background()) })
+	ctx := context.Background()
+	seq, err := s.Append(ctx, sample(1), Clock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatalf("Flush() after a commit panic = %v; want the reading committed in a new file", err)
+	}
+	st, _ := s.Stats()
+	if st.Stream == old || st.Quarantined != 1 || st.Seq != 1 || st.Readings != 1 || seq != 11 {
+		t.Errorf("after the panic: stream %v (old %v), quarantined %d, seq %d, readings %d (append gave %d)",
+			st.Stream, old, st.Quarantined, st.Seq, st.Readings, seq)
+	}
+	if len(quarantinedFiles(t, opts.Path)) != 1 {
+		t.Errorf("no quarantined file")
+	}
+	b, _ := s.Next(10, 1<<20)
+	if b == nil || b.Stream != st.Stream || b.From != 1 || b.Readings[0].Value != 1 {
+		t.Errorf("Next() after quarantine = %+v", b)
+	}
+}
+
+// openEnv names the spool file TestHelperOpen opens.
+const openEnv = "OUTPOST_SPOOL_OPEN"
+
+// TestHelperOpen is a process of TestCorruptPagesAreQuarantinedAtOpen, not
+// a test: it opens the spool and closes it.
+func TestHelperOpen(t *testing.T) {
+	path := os.Getenv(openEnv)
+	if path == "" {
+		t.Skip("the opening process of TestCorruptPagesAreQuarantinedAtOpen")
+	}
+	s, err := Open(Options{Path: path, Device: "pi-07"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close(context.Background())
+}
+
+// TestCorruptPagesAreQuarantinedAtOpen garbles every data page. bbolt's
+// freelist rebuild at open walks the pages in a goroutine of its own,
+// where the panic kills the process: the first open (in a child process)
+// may die, and the next one, seeing the open marker it left, checks the
+// file itself and quarantines it instead of dying again.
+func TestCorruptPagesAreQuarantinedAtOpen(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	old := makeSpoolFile(t, opts, 2000)
+	b, err := os.ReadFile(opts.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 2 * pageSize; off+pageSize <= len(b); off += pageSize {
+		for i := off + 16; i < off+pageSize; i++ {
+			b[i] = 0xa5
+		}
+	}
+	if err := os.WriteFile(opts.Path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperOpen$", "-test.count=1")
+	cmd.Env = append(os.Environ(), openEnv+"="+opts.Path)
+	out, childErr := cmd.CombinedOutput()
+	t.Logf("first open (child process): %v", childErr)
+	if childErr != nil && !strings.Contains(string(out), "panic") {
+		t.Fatalf("the child died without a panic: %v\n%s", childErr, out)
+	}
+	s := mustOpen(t, opts) // the second open must not die
+	st, _ := s.Stats()
+	if st.Stream == old || st.Quarantined != 1 || len(quarantinedFiles(t, opts.Path)) != 1 {
+		t.Errorf("after garbled pages: stream %v (old %v), quarantined %d", st.Stream, old, st.Quarantined)
+	}
+	if _, err := os.Stat(openMarker(opts.Path)); err == nil {
+		t.Errorf("the open marker is still there after a finished open")
+	}
+	if seqs := appendN(t, s, 1, 3); seqs[0] != 1 {
+		t.Errorf("new stream starts at seq %d; want 1", seqs[0])
+	}
+}
+
+func TestCorruptValueFoundByReaderIsQuarantined(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	old := makeSpoolFile(t, opts, 20)
+	db, err := bolt.Open(opts.Path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(streamBucket(old)).Put(itob(5), []byte{flagReserved, 1, 2, 3})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, opts)
+	if _, err := s.Next(100, 1<<20); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Next() over a corrupt value error = %v; want ErrCorrupt", err)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.Stats()
+	if st.Stream == old || st.Quarantined != 1 || len(quarantinedFiles(t, opts.Path)) != 1 {
+		t.Errorf("after a corrupt value: stream %v (old %v), quarantined %d", st.Stream, old, st.Quarantined)
+	}
+	if b, err := s.Next(100, 1<<20); err != nil || b != nil {
+		t.Errorf("Next() on the new stream = %+v, %v; want nothing", b, err)
+	}
+}
+
+func TestRepeatedDeathsAtOpenQuarantine(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	old := makeSpoolFile(t, opts, 10)
+	// Two opens died in a row (a bbolt panic out of reach), though the
+	// file checks clean: the third quarantines instead of trying again.
+	if err := os.WriteFile(openMarker(opts.Path), []byte("2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, opts)
+	if st, _ := s.Stats(); st.Stream == old || st.Quarantined != 1 {
+		t.Errorf("after two deaths at open: stream %v (old %v), quarantined %d; want a new stream", st.Stream, old, st.Quarantined)
+	}
+}
+
+func TestOneDeathAtOpenChecksAndKeepsAGoodFile(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	old := makeSpoolFile(t, opts, 10)
+	if err := os.WriteFile(openMarker(opts.Path), []byte("1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, opts)
+	if st, _ := s.Stats(); st.Stream != old || st.Quarantined != 0 || st.Readings != 10 {
+		t.Errorf("after one death at open: stream %v (old %v), quarantined %d, readings %d; want the file kept", st.Stream, old, st.Quarantined, st.Readings)
+	}
+}
+
+func TestDeadLetterDuringQuarantineReturns(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	makeSpoolFile(t, opts, 10)
+	s, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	b, err := s.Next(5, 1<<20)
+	if err != nil || b == nil {
+		t.Fatalf("Next() = %v, %v", b, err)
+	}
+	var panics atomic.Int32
+	s.mu.Lock()
+	s.commitHook = func() {
+		if panics.Add(1) == 1 {
+			panic("page 9 already freed")
+		}
+	}
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.DeadLetter(ctx, b, "400"); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("DeadLetter() while the file is quarantined: %v; want ErrCorrupt (not a hang)", err)
+	}
+}

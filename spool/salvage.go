@@ -1,0 +1,341 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"runtime/debug"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-iot/outpost/internal/reading"
+)
+
+// SalvageReport says what Salvage recovered.
+type SalvageReport struct {
+	Streams  int    // streams with readings recovered
+	Readings uint64 // readings copied into the live spool
+	Present  uint64 // readings skipped because the spool already held them
+	Ranges   int    // unreported dropped ranges carried over
+	Problems []string
+}
+
+// salvageChunk is how many readings one salvage transaction copies.
+const salvageChunk = 10000
+
+// Salvage reads what it can from a quarantined (or any other) spool file
+// into this spool: every readable reading keeps its stream and seq, in a
+// stream bucket of its own that drains before the live stream's newer
+// readings, and the file's unreported dropped ranges are carried over. A
+// panic or a corrupt value ends the salvage of that stream, keeping what
+// was copied before it. Running it twice copies nothing twice. The file is
+// opened read-only and never changed.
+func (s *Spool) Salvage(ctx context.Context, file string) (rep SalvageReport, err error) {
+	src, err := bolt.Open(file, 0o400, &bolt.Options{ReadOnly: true, Timeout: s.opts.LockTimeout})
+	if err != nil {
+		return rep, fmt.Errorf("spool: salvage %s: %w", file, err)
+	}
+	defer closeQuietly(src)
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+
+	var (
+		names   []series
+		boots   []bootRec
+		streams []streamInfo
+		ranges  [][2][]byte
+	)
+	// Each table on its own: a garbled one must not hide the others.
+	tab := newTable()
+	safely(&rep, "read names and boots", func() error {
+		return src.View(func(tx *bolt.Tx) error { return tab.load(tx) })
+	})
+	names, boots = tab.series, tab.boots
+	safely(&rep, "read meta", func() error {
+		return src.View(func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			if meta == nil {
+				return fmt.Errorf("no meta bucket: %w", ErrCorrupt)
+			}
+			c := meta.Cursor()
+			for k, v := c.Seek([]byte{prefixStream}); k != nil && k[0] <= prefixPending; k, v = c.Next() {
+				switch {
+				case k[0] == prefixStream && len(k) == 9 && len(v) == 16:
+					streams = append(streams, streamInfo{id: reading.StreamID(btoi(k[1:])), created: int64(btoi(v[:8])), hwm: btoi(v[8:])})
+				case k[0] == prefixPending && len(k) == 17 && len(v) == 8:
+					ranges = append(ranges, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
+				}
+			}
+			return nil
+		})
+	})
+	safely(&rep, "list buckets", func() error { // streams the meta bucket lost
+		return src.View(func(tx *bolt.Tx) error {
+			return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+				id, err := reading.ParseStreamID(string(name))
+				if err == nil && !slices.ContainsFunc(streams, func(si streamInfo) bool { return si.id == id }) {
+					streams = append(streams, streamInfo{id: id})
+				}
+				return nil
+			})
+		})
+	})
+	if len(names) == 0 {
+		return rep, fmt.Errorf("spool: salvage %s: names table unreadable: %v: %w", file, rep.Problems, ErrCorrupt)
+	}
+	if len(streams) == 0 {
+		return rep, fmt.Errorf("spool: salvage %s: no readable stream (%v)", file, rep.Problems)
+	}
+	for _, si := range streams {
+		n, err := s.salvageStream(ctx, src, si, names, boots, &rep)
+		if n > 0 {
+			rep.Streams++
+		}
+		if err != nil {
+			return rep, err
+		}
+	}
+	err = s.writeTx(func(tx *bolt.Tx, c *counters) error {
+		meta := tx.Bucket(bucketMeta)
+		for _, r := range ranges {
+			if meta.Get(r[0]) == nil {
+				if err := meta.Put(r[0], r[1]); err != nil {
+					return fmt.Errorf("failed to carry a dropped range: %w", err)
+				}
+				rep.Ranges++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return rep, fmt.Errorf("spool: salvage %s: %w", file, err)
+	}
+	s.log.Info("spool: salvaged", "file", file, "streams", rep.Streams, "readings", rep.Readings,
+		"already_present", rep.Present, "ranges", rep.Ranges, "problems", len(rep.Problems))
+	return rep, nil
+}
+
+// safely runs fn, turning a panic or an error into a problem of the report.
+func safely(rep *SalvageReport, what string, fn func() error) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: panic: %v", what, p))
+			ok = false
+		}
+	}()
+	if err := fn(); err != nil {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %v", what, err))
+		return false
+	}
+	return true
+}
+
+// salvageStream copies one stream in chunks, re-encoding each reading's
+// series and boot against this spool's tables.
+func (s *Spool) salvageStream(ctx context.Context, src *bolt.DB, si streamInfo, names []series, boots []bootRec, rep *SalvageReport) (uint64, error) {
+	var copied uint64
+	from, last := uint64(1), si.hwm
+	safely(rep, fmt.Sprintf("stream %v last seq", si.id), func() error {
+		return src.View(func(tx *bolt.Tx) error {
+			if b := tx.Bucket(streamBucket(si.id)); b != nil {
+				if k, _ := b.Cursor().Last(); len(k) == 8 {
+					last = max(last, btoi(k))
+				}
+			}
+			return nil
+		})
+	})
+	for {
+		if err := ctx.Err(); err != nil {
+			return copied, fmt.Errorf("spool: salvage: %w", err)
+		}
+		type entry struct {
+			seq uint64
+			r   reading.Reading
+			clk Clock
+		}
+		var chunk []entry
+		done := true
+		ok := safely(rep, fmt.Sprintf("stream %v from seq %d", si.id, from), func() error {
+			return src.View(func(tx *bolt.Tx) error {
+				b := tx.Bucket(streamBucket(si.id))
+				if b == nil {
+					return nil
+				}
+				c := b.Cursor()
+				for k, v := c.Seek(itob(from)); k != nil; k, v = c.Next() {
+					if len(chunk) == salvageChunk {
+						done = false
+						break
+					}
+					seq := btoi(k)
+					d, err := decodeStored(v)
+					if err != nil {
+						return fmt.Errorf("seq %d: %w", seq, err)
+					}
+					if int(d.series) >= len(names) || d.hasBoot && int(d.boot) >= len(boots) {
+						return fmt.Errorf("seq %d: unknown series or boot: %w", seq, ErrCorrupt)
+					}
+					n := names[d.series]
+					e := entry{seq: seq, r: reading.Reading{Sensor: n.sensor, Unit: n.unit, Labels: n.labels,
+						Value: d.value, Time: d.time, Unsynced: d.unsynced}}
+					if d.hasBoot {
+						e.clk = Clock{Boot: boots[d.boot].id, BootTime: d.bootTime}
+					}
+					chunk = append(chunk, e)
+					from = seq + 1
+				}
+				return nil
+			})
+		})
+		if len(chunk) > 0 {
+			err := s.writeTx(func(tx *bolt.Tx, c *counters) error {
+				b, err := tx.CreateBucketIfNotExists(streamBucket(si.id))
+				if err != nil {
+					return fmt.Errorf("failed to create stream bucket: %w", err)
+				}
+				meta := tx.Bucket(bucketMeta)
+				if v := meta.Get(streamKey(si.id)); v == nil {
+					if err := putStream(meta, si); err != nil {
+						return err
+					}
+				}
+				var scratch []byte
+				for _, e := range chunk {
+					k := itob(e.seq)
+					if b.Get(k) != nil {
+						rep.Present++
+						continue
+					}
+					scratch = appendSeriesKey(scratch[:0], &e.r)
+					st := stored{time: e.r.Time, value: e.r.Value, unsynced: e.r.Unsynced}
+					if st.series, err = s.tab.seriesID(tx, scratch); err != nil {
+						return err
+					}
+					if e.clk.Boot != (BootID{}) {
+						if st.boot, err = s.tab.bootIndex(tx, e.clk.Boot); err != nil {
+							return err
+						}
+						st.hasBoot, st.bootTime = true, e.clk.BootTime
+					}
+					v := appendStored(nil, &st)
+					if err := b.Put(k, v); err != nil {
+						return fmt.Errorf("failed to store seq %d: %w", e.seq, err)
+					}
+					c.readings++
+					c.bytes += uint64(len(k) + len(v) + entryOverhead)
+					rep.Readings++
+					copied++
+				}
+				return nil
+			})
+			if err != nil {
+				return copied, fmt.Errorf("spool: salvage stream %v: %w", si.id, err)
+			}
+		}
+		switch {
+		case ok && done:
+			return copied, nil
+		case ok:
+		case from > last:
+			return copied, nil
+		default:
+			next, found := nextReadable(src, si.id, from, last)
+			if !found {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("stream %v: seqs from %d unreadable", si.id, from))
+				return copied, nil
+			}
+			rep.Problems = append(rep.Problems, fmt.Sprintf("stream %v: seqs %d–%d unreadable, skipped", si.id, from, next-1))
+			from = next
+		}
+	}
+}
+
+// nextReadable finds the first seq after bad (whose page is unreadable)
+// from which the stream reads again: an exponential search forward, then a
+// binary search back to the edge of the damage.
+func nextReadable(src *bolt.DB, id reading.StreamID, bad, last uint64) (uint64, bool) {
+	probe := func(seq uint64) bool {
+		var scratch SalvageReport
+		return safely(&scratch, "probe", func() error {
+			return src.View(func(tx *bolt.Tx) error {
+				b := tx.Bucket(streamBucket(id))
+				if b == nil {
+					return ErrNotFound
+				}
+				k, v := b.Cursor().Seek(itob(seq))
+				if k == nil {
+					return nil
+				}
+				_, err := decodeStored(v)
+				return err
+			})
+		})
+	}
+	lo, hi := bad, uint64(0)
+	for step := uint64(1); bad+step <= last; step *= 2 {
+		if probe(bad + step) {
+			hi = bad + step
+			break
+		}
+		lo = bad + step
+	}
+	if hi == 0 {
+		return 0, false
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if probe(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi, true
+}
+
+// writeTx runs fn in a write transaction beside the writer (never during
+// one of its commits), with the meta counters, and installs the result.
+func (s *Spool) writeTx(fn func(tx *bolt.Tx, c *counters) error) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	nS, nB := s.tab.mark()
+	var c counters
+	var streams []streamInfo
+	err := s.update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			return fmt.Errorf("meta bucket missing: %w", ErrCorrupt)
+		}
+		c = readCounters(meta)
+		if err := fn(tx, &c); err != nil {
+			return err
+		}
+		cur := meta.Cursor()
+		for k, v := cur.Seek([]byte{prefixStream}); k != nil && k[0] == prefixStream; k, v = cur.Next() {
+			if len(k) == 9 && len(v) == 16 {
+				streams = append(streams, streamInfo{id: reading.StreamID(btoi(k[1:])), created: int64(btoi(v[:8])), hwm: btoi(v[8:])})
+			}
+		}
+		return writeCounters(meta, c)
+	})
+	if err != nil {
+		s.tab.rollback(nS, nB)
+		return err
+	}
+	sortStreams(streams)
+	s.mu.Lock()
+	s.counters = c
+	s.streams = streams
+	s.mu.Unlock()
+	s.kickNotify()
+	return nil
+}
+
+func (s *Spool) kickNotify() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,617 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/outpost-iot/outpost/internal/reading"
+)
+
+// Spool is an open spool file. Its methods are safe for concurrent use.
+type Spool struct {
+	opts Options
+	log  *slog.Logger
+
+	// dbMu guards db and tab, which a quarantine or a compaction
+	// replaces; read transactions hold it for reading.
+	dbMu sync.RWMutex
+	db   *bolt.DB
+	tab  *table
+
+	// writeMu serialises the writer's commits, quarantines and
+	// compactions with other write transactions (salvage), which share
+	// the names table. Lock order: writeMu, dbMu, drainMu, mu.
+	writeMu sync.Mutex
+
+	drainMu sync.Mutex
+	cursor  map[reading.StreamID]uint64 // next seq to hand out, per stream
+	handed  map[rangeKey]uint64         // pending ranges handed out: → to
+	resent  map[reading.StreamID][]seqSpan
+
+	mu         sync.Mutex
+	closed     bool
+	stream     reading.StreamID // the live stream
+	streams    []streamInfo     // oldest first
+	nextSeq    uint64           // next seq to assign in the live stream
+	buf        []pending        // appended, not committed, seq order
+	inCommit   int              // buf[:inCommit] is being committed
+	bufDropped []seqRange       // live seqs dropped from buf, not yet recorded
+	acks       []ackOp
+	ops        []*op
+	counters   counters // as last committed
+	committed  uint64   // live seq high-water mark as last committed
+	failing    bool
+	failures   int
+	lastErr    error
+	lastAge    time.Time     // last max-age check
+	gen        uint64        // commits started
+	doneGen    uint64        // commits finished
+	doneErr    error         // error of commit doneGen
+	okGen      uint64        // the last commit that succeeded
+	commitCh   chan struct{} // closed and replaced after each commit
+	writerDone bool
+	dropping   bool // the cap is dropping readings (for logging changes)
+
+	corrupt     atomic.Bool   // a reader saw corruption; the writer quarantines
+	commits     atomic.Uint64 // successful commits since Open
+	compactions atomic.Uint64 // since Open
+
+	// commitHook, set by tests before the first commit, runs inside every
+	// commit transaction (to inject a bbolt panic).
+	commitHook func()
+	kick       chan struct{}
+	notify     chan struct{}
+	stop       chan struct{}
+	done       chan struct{}
+}
+
+// pending is an appended reading waiting for its commit.
+type pending struct {
+	r   reading.Reading
+	clk Clock
+	seq uint64
+}
+
+type seqRange struct{ from, to uint64 }
+
+type seqSpan = seqRange
+
+type rangeKey struct {
+	stream reading.StreamID
+	from   uint64
+}
+
+// counters are the meta bucket's counters.
+type counters struct {
+	bytes, readings                          uint64
+	dropped, deadLettered, purged, quarantin uint64
+}
+
+// Open opens (or creates) the spool file at opts.Path and starts its
+// writer. A file that cannot be read as a spool is quarantined: renamed to
+// Path.quarantined-<UTC time> and replaced by a new spool with a new
+// stream. A file of a newer format is refused with ErrNewerFormat; a file
+// locked by another process beyond opts.LockTimeout with ErrLocked.
+func Open(opts Options) (*Spool, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Spool{
+		opts:     opts,
+		log:      opts.Logger,
+		cursor:   map[reading.StreamID]uint64{},
+		handed:   map[rangeKey]uint64{},
+		resent:   map[reading.StreamID][]seqSpan{},
+		commitCh: make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		notify:   make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if err := s.openFile(0); err != nil {
+		return nil, err
+	}
+	go s.run()
+	return s, nil
+}
+
+// openFile opens the file, quarantining it when it is unreadable, and
+// loads its state. quarantined is the count carried from a file that was
+// just quarantined at run time.
+func (s *Spool) openFile(quarantined uint64) error {
+	path := s.opts.Path
+	_ = os.Remove(compactPath(path)) // a compaction's leftover
+	died := beginOpen(path)
+	err := s.precheck(died > 0)
+	if err == nil && died >= maxOpenAttempts {
+		err = fmt.Errorf("spool: open %s: %d opens in a row died: %w", path, died, ErrCorrupt)
+	}
+	if died > 0 {
+		s.log.Warn("spool: an earlier open did not finish, the file was checked", "path", path, "died", died, "error", err)
+	}
+	var db *bolt.DB
+	if err == nil {
+		readAhead(path)
+		db, err = s.openBolt()
+	}
+	if err == nil {
+		var st loaded
+		st, err = s.load(db, quarantined)
+		if err == nil {
+			endOpen(path)
+			s.install(db, st)
+			return nil
+		}
+		closeQuietly(db)
+	}
+	if !isCorrupt(err) {
+		endOpen(path)
+		return err
+	}
+	endOpen(path)
+	q, qerr := s.quarantine(err)
+	if qerr != nil {
+		return qerr
+	}
+	db, err = s.openBolt()
+	if err != nil {
+		return fmt.Errorf("spool: open new file after quarantine of %s: %w", q, err)
+	}
+	st, err := s.load(db, quarantined+1)
+	if err != nil {
+		closeQuietly(db)
+		return fmt.Errorf("spool: open new file after quarantine of %s: %w", q, err)
+	}
+	s.install(db, st)
+	return nil
+}
+
+func (s *Spool) openBolt() (db *bolt.DB, err error) {
+	path := s.opts.Path
+	defer func() {
+		if p := recover(); p != nil {
+			db, err = nil, fmt.Errorf("spool: open %s: bbolt panic: %v: %w", path, p, ErrCorrupt)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        s.opts.LockTimeout,
+		PageSize:       pageSize,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+		NoSync:         s.opts.UnsafeNoSync,
+	})
+	if err != nil {
+		return nil, s.openErr(err)
+	}
+	return db, nil
+}
+
+// openErr wraps an error of bolt.Open, naming the lock's holder.
+func (s *Spool) openErr(err error) error {
+	path := s.opts.Path
+	if errors.Is(err, berrors.ErrTimeout) {
+		return fmt.Errorf("spool: open %s: %w after %v (%s)", path, ErrLocked, s.opts.LockTimeout, lockHolder(path))
+	}
+	return fmt.Errorf("spool: open %s: %w", path, err)
+}
+
+// loaded is the state read from a file at open.
+type loaded struct {
+	tab      *table
+	stream   reading.StreamID
+	streams  []streamInfo
+	seq      uint64
+	counters counters
+}
+
+// load checks the format, creates the buckets of a new file and reads the
+// state of the file into memory (never the backlog).
+func (s *Spool) load(db *bolt.DB, quarantined uint64) (st loaded, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("spool: load %s: bbolt panic: %v: %w", s.opts.Path, p, ErrCorrupt)
+		}
+	}()
+	// Check in a read transaction; write (and fsync) only what changes.
+	var write func(tx *bolt.Tx) error
+	err = db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			empty := true
+			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+			if !empty {
+				return fmt.Errorf("no meta bucket: not a spool file: %w", ErrCorrupt)
+			}
+			write = func(tx *bolt.Tx) error { return s.initFile(tx, quarantined) }
+			return nil
+		}
+		v := getU64(meta, keyFormat)
+		if v > FormatVersion {
+			return fmt.Errorf("%w: version %d, this release reads up to %d", ErrNewerFormat, v, FormatVersion)
+		}
+		if v == 0 {
+			return fmt.Errorf("meta has no format version: %w", ErrCorrupt)
+		}
+		if quarantined > getU64(meta, keyQuarantined) {
+			write = func(tx *bolt.Tx) error { return putU64(tx.Bucket(bucketMeta), keyQuarantined, quarantined) }
+		}
+		return nil
+	})
+	if err == nil && write != nil {
+		err = db.Update(write)
+	}
+	if err != nil {
+		return st, fmt.Errorf("spool: open %s: %w", s.opts.Path, err)
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		st.stream = reading.StreamID(getU64(meta, keyStream))
+		st.seq = getU64(meta, keySeq)
+		st.counters = counters{
+			bytes:        getU64(meta, keyBytes),
+			readings:     getU64(meta, keyReadings),
+			dropped:      getU64(meta, keyDropped),
+			deadLettered: getU64(meta, keyDeadLettered),
+			purged:       getU64(meta, keyPurged),
+			quarantin:    getU64(meta, keyQuarantined),
+		}
+		c := meta.Cursor()
+		for k, v := c.Seek([]byte{prefixStream}); k != nil && k[0] == prefixStream; k, v = c.Next() {
+			if len(k) != 9 || len(v) != 16 {
+				return fmt.Errorf("stream record %x: %w", k, ErrCorrupt)
+			}
+			st.streams = append(st.streams, streamInfo{
+				id:      reading.StreamID(btoi(k[1:])),
+				created: int64(btoi(v[:8])),
+				hwm:     btoi(v[8:]),
+			})
+		}
+		if st.stream == 0 || !slices.ContainsFunc(st.streams, func(i streamInfo) bool { return i.id == st.stream }) {
+			return fmt.Errorf("live stream %v not recorded: %w", st.stream, ErrCorrupt)
+		}
+		sortStreams(st.streams)
+		st.tab = newTable()
+		return st.tab.load(tx)
+	})
+	if err != nil {
+		return st, fmt.Errorf("spool: open %s: %w", s.opts.Path, err)
+	}
+	return st, nil
+}
+
+func sortStreams(ss []streamInfo) {
+	slices.SortFunc(ss, func(a, b streamInfo) int {
+		if a.created != b.created {
+			return cmpInt64(a.created, b.created)
+		}
+		return cmpInt64(int64(a.id>>1), int64(b.id>>1))
+	})
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// initFile writes the meta bucket of a new file with a new stream.
+func (s *Spool) initFile(tx *bolt.Tx, quarantined uint64) error {
+	meta, err := tx.CreateBucket(bucketMeta)
+	if err != nil {
+		return fmt.Errorf("failed to create meta bucket: %w", err)
+	}
+	id := reading.NewStreamID()
+	for _, kv := range []struct {
+		k []byte
+		v uint64
+	}{{keyFormat, FormatVersion}, {keyStream, uint64(id)}, {keyQuarantined, quarantined}} {
+		if err := putU64(meta, kv.k, kv.v); err != nil {
+			return err
+		}
+	}
+	if err := putStream(meta, streamInfo{id: id, created: s.opts.Now().UnixNano()}); err != nil {
+		return err
+	}
+	if _, err := tx.CreateBucket(streamBucket(id)); err != nil {
+		return fmt.Errorf("failed to create stream bucket: %w", err)
+	}
+	s.log.Info("spool: new stream", "path", s.opts.Path, "stream", id.String())
+	return nil
+}
+
+// install makes a freshly loaded file the spool's file.
+func (s *Spool) install(db *bolt.DB, st loaded) {
+	s.db, s.tab = db, st.tab
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	newStream := s.stream != st.stream
+	s.stream, s.streams = st.stream, st.streams
+	s.counters, s.committed = st.counters, st.seq
+	if !newStream { // reopened after a compaction
+		s.nextSeq = max(s.nextSeq, st.seq+1)
+		return
+	}
+	// Buffered readings of a quarantined file were never committed, so
+	// nobody has seen their seqs: they continue the new stream.
+	s.nextSeq = st.seq + 1
+	for i := range s.buf {
+		s.buf[i].seq = s.nextSeq
+		s.nextSeq++
+	}
+	s.bufDropped = nil
+}
+
+func closeQuietly(db *bolt.DB) {
+	defer func() { _ = recover() }()
+	_ = db.Close()
+}
+
+// Append adds a reading to the spool and returns the seq it was given in
+// the live stream. r's Device, Stream and Seq are ignored; the rest must
+// pass reading.Validate. clk says where on the boot clock r was taken (zero
+// if unknown).
+//
+// With CommitInterval 0, Append returns once the reading is committed (or
+// with an error wrapping ErrNotCommitted: the reading stays buffered).
+// Otherwise it returns once the reading is buffered; WaitCommitted or
+// Flush wait for the commit. A full buffer blocks until a commit makes
+// room or ctx ends; while commits fail it applies the policy to the
+// buffer. Policy RejectNew returns ErrFull at the cap.
+func (s *Spool) Append(ctx context.Context, r reading.Reading, clk Clock) (uint64, error) {
+	r.Device, r.Stream, r.Seq = s.opts.Device, 0, 1
+	if err := r.Validate(); err != nil {
+		return 0, fmt.Errorf("spool: append: %w", err)
+	}
+	r.Device, r.Seq = "", 0
+	r.Labels = maps.Clone(r.Labels) // the caller may reuse its map
+	s.mu.Lock()
+	for {
+		if s.closed {
+			s.mu.Unlock()
+			return 0, fmt.Errorf("spool: append: %w", ErrClosed)
+		}
+		if s.opts.Policy == RejectNew && s.counters.bytes+uint64(len(s.buf))*estimatedSize >= uint64(s.opts.MaxBytes) {
+			s.mu.Unlock()
+			return 0, fmt.Errorf("spool: append: %w (%d bytes, cap %d)", ErrFull, s.counters.bytes, s.opts.MaxBytes)
+		}
+		if len(s.buf) < s.opts.MaxBufferedReadings {
+			break
+		}
+		if s.failing {
+			if s.opts.Policy == RejectNew {
+				s.mu.Unlock()
+				return 0, fmt.Errorf("spool: append: %w: buffer full while commits fail: %v", ErrFull, s.lastErr)
+			}
+			if s.inCommit < len(s.buf) {
+				s.dropBuffered()
+				continue
+			}
+		}
+		ch := s.commitCh
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("spool: append: waiting for buffer space: %w", context.Cause(ctx))
+		case <-ch:
+		}
+		s.mu.Lock()
+	}
+	seq := s.nextSeq
+	s.nextSeq++
+	s.buf = append(s.buf, pending{r: r, clk: clk, seq: seq})
+	due := s.opts.CommitInterval == 0 || len(s.buf)-s.inCommit >= s.opts.CommitReadings
+	g := s.gen + 1
+	failing, lastErr := s.failing, s.lastErr
+	s.mu.Unlock()
+	if due {
+		s.kickWriter()
+	}
+	if s.opts.CommitInterval > 0 {
+		return seq, nil
+	}
+	if failing { // do not hold the caller through the writer's backoff
+		return seq, fmt.Errorf("spool: append: %w: %w", ErrNotCommitted, lastErr)
+	}
+	return seq, s.waitGen(ctx, g)
+}
+
+// estimatedSize is the logical size assumed for a buffered reading.
+const estimatedSize = 48
+
+// dropBuffered drops the oldest buffered reading not being committed,
+// recording its seq as dropped. s.mu is held.
+func (s *Spool) dropBuffered() {
+	i := s.inCommit
+	seq := s.buf[i].seq
+	s.buf = slices.Delete(s.buf, i, i+1)
+	if n := len(s.bufDropped); n > 0 && s.bufDropped[n-1].to+1 == seq {
+		s.bufDropped[n-1].to = seq
+	} else {
+		s.bufDropped = append(s.bufDropped, seqRange{seq, seq})
+		s.log.Warn("spool: buffer full while commits fail, dropping oldest buffered readings", "from_seq", seq, "error", s.lastErr)
+	}
+}
+
+func (s *Spool) kickWriter() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// waitGen waits until commit g has finished; it returns nil if a commit
+// from g on succeeded, else the error of the last commit.
+func (s *Spool) waitGen(ctx context.Context, g uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.doneGen < g {
+		if s.writerDone {
+			return fmt.Errorf("spool: %w", ErrClosed)
+		}
+		ch := s.commitCh
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			return fmt.Errorf("spool: waiting for commit: %w", context.Cause(ctx))
+		case <-ch:
+		}
+		s.mu.Lock()
+	}
+	if s.okGen < g {
+		return fmt.Errorf("spool: %w: %w", ErrNotCommitted, s.doneErr)
+	}
+	return nil
+}
+
+// Flush commits everything appended and acknowledged so far and waits for
+// the commit.
+func (s *Spool) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("spool: flush: %w", ErrClosed)
+	}
+	g := s.gen + 1
+	s.mu.Unlock()
+	s.kickWriter()
+	return s.waitGen(ctx, g)
+}
+
+// WaitCommitted waits until the live stream's readings up to seq are
+// committed.
+func (s *Spool) WaitCommitted(ctx context.Context, seq uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.committed < seq {
+		if s.writerDone {
+			return fmt.Errorf("spool: wait: %w", ErrClosed)
+		}
+		ch := s.commitCh
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			return fmt.Errorf("spool: waiting for seq %d: %w", seq, context.Cause(ctx))
+		case <-ch:
+		}
+		s.mu.Lock()
+	}
+	return nil
+}
+
+// Committed returns a channel that receives after a commit stored new
+// readings, for a drain loop waiting for work.
+func (s *Spool) Committed() <-chan struct{} { return s.notify }
+
+// Close commits what is pending, stops the writer and closes the file. If
+// ctx ends first, Close returns its error and the writer finishes in the
+// background.
+func (s *Spool) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return fmt.Errorf("spool: close: %w", context.Cause(ctx))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.buf) > 0 {
+		return fmt.Errorf("spool: close: %d readings not committed: %w: %w", len(s.buf), ErrNotCommitted, s.lastErr)
+	}
+	return nil
+}
+
+// Stats describe a spool at one moment.
+type Stats struct {
+	Path     string
+	Stream   reading.StreamID // the live stream
+	Seq      uint64           // committed seq high-water mark of the live stream
+	Readings uint64           // committed readings not yet acknowledged
+	Bytes    uint64           // their logical size (what MaxBytes caps)
+	FileSize int64
+	Buffered int       // appended, not committed yet
+	Oldest   time.Time // time of the oldest stored reading; zero if none
+	Streams  int
+
+	Dropped      uint64 // readings dropped by the cap policy, ever in this file
+	DeadLettered uint64
+	Purged       uint64
+	Quarantined  uint64 // files quarantined on this path
+
+	Commits     uint64 // successful commits since Open (each costs bbolt two fdatasyncs)
+	Compactions uint64 // since Open
+	Failing     bool   // the last commit failed
+	LastError   string // its error
+}
+
+// Stats returns the spool's counters. It reads the oldest reading's time,
+// nothing else of the backlog.
+func (s *Spool) Stats() (Stats, error) {
+	s.mu.Lock()
+	st := Stats{
+		Path:         s.opts.Path,
+		Stream:       s.stream,
+		Seq:          s.committed,
+		Readings:     s.counters.readings,
+		Bytes:        s.counters.bytes,
+		Buffered:     len(s.buf),
+		Streams:      len(s.streams),
+		Dropped:      s.counters.dropped,
+		DeadLettered: s.counters.deadLettered,
+		Purged:       s.counters.purged,
+		Quarantined:  s.counters.quarantin,
+		Commits:      s.commits.Load(),
+		Compactions:  s.compactions.Load(),
+		Failing:      s.failing,
+	}
+	if s.lastErr != nil {
+		st.LastError = s.lastErr.Error()
+	}
+	streams := slices.Clone(s.streams)
+	s.mu.Unlock()
+	if fi, err := os.Stat(s.opts.Path); err == nil {
+		st.FileSize = fi.Size()
+	}
+	err := s.view(func(tx *bolt.Tx) error {
+		for _, si := range streams {
+			b := tx.Bucket(streamBucket(si.id))
+			if b == nil {
+				continue
+			}
+			if _, v := b.Cursor().First(); v != nil {
+				d, err := decodeStored(v)
+				if err != nil {
+					return fmt.Errorf("stream %v oldest reading: %w: %w", si.id, err, ErrCorrupt)
+				}
+				st.Oldest = d.time
+				return nil
+			}
+		}
+		return nil
+	})
+	return st, err
+}
