@@ -25,7 +25,19 @@ var version = "0.0.0~dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	// SIGHUP (systemctl reload) re-reads the configuration.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, reload); err != nil {
 		fmt.Fprintln(os.Stderr, "outpost:", err)
 		if errors.Is(err, errUsage) {
 			os.Exit(2)
@@ -39,6 +51,9 @@ var errUsage = errors.New("usage")
 const usage = `Usage: outpost <command> [arguments]
 
 Commands:
+  daemon [--config FILE]         run the edge daemon (what the outpost.service unit starts)
+  status [--json] [--config FILE]
+                                 show the running daemon's sensors, spool and uplink
   config check [--config FILE]   check the configuration and print it with defaults filled in
   sensors scan [--config FILE]   list the I²C buses, the addresses that answer and the 1-Wire probes
   version                        print the version and the platform it was built for
@@ -47,7 +62,7 @@ Commands:
 The configuration is read from --config (default ` + daemon.DefaultConfigPath + `).
 `
 
-func run(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-chan struct{}) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: no command given", errUsage)
@@ -56,6 +71,10 @@ func run(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	case "version", "--version":
 		fmt.Fprintf(stdout, "outpost %s %s/%s %s\n", version, runtime.GOOS, runtime.GOARCH, runtime.Version())
 		return nil
+	case "daemon":
+		return runDaemon(ctx, args[1:], stderr, reload)
+	case "status":
+		return runStatus(ctx, args[1:], stdout, stderr)
 	case "config":
 		return runConfig(args[1:], stdout, stderr)
 	case "sensors":

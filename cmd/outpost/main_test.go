@@ -13,7 +13,7 @@ import (
 
 func TestVersion(t *testing.T) {
 	var out, errOut bytes.Buffer
-	if err := run(context.Background(), []string{"version"}, &out, &errOut); err != nil {
+	if err := run(context.Background(), []string{"version"}, &out, &errOut, nil); err != nil {
 		t.Fatalf("run(version) = %v", err)
 	}
 	want := "outpost " + version + " " + runtime.GOOS + "/" + runtime.GOARCH
@@ -24,14 +24,14 @@ func TestVersion(t *testing.T) {
 
 func TestUnknownCommand(t *testing.T) {
 	var out, errOut bytes.Buffer
-	err := run(context.Background(), []string{"frobnicate"}, &out, &errOut)
+	err := run(context.Background(), []string{"frobnicate"}, &out, &errOut, nil)
 	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), `"frobnicate"`) {
 		t.Errorf("run(frobnicate) = %v; want a usage error naming the command", err)
 	}
 	if !strings.Contains(errOut.String(), "Usage: outpost") {
 		t.Errorf("run(frobnicate) stderr = %q; want the usage text", errOut.String())
 	}
-	if err := run(context.Background(), nil, &out, &errOut); !errors.Is(err, errUsage) {
+	if err := run(context.Background(), nil, &out, &errOut, nil); !errors.Is(err, errUsage) {
 		t.Errorf("run() = %v; want a usage error", err)
 	}
 }
@@ -44,17 +44,17 @@ func TestConfigCheck(t *testing.T) {
 	os.WriteFile(bad, []byte("device: pi-07\nspool:\n  max_bytes: lots\n"), 0o644)
 
 	var out, errOut bytes.Buffer
-	if err := run(context.Background(), []string{"config", "check", "--config", good}, &out, &errOut); err != nil {
+	if err := run(context.Background(), []string{"config", "check", "--config", good}, &out, &errOut, nil); err != nil {
 		t.Fatalf("config check good.yaml = %v", err)
 	}
 	if !strings.Contains(out.String(), "device: pi-07") || !strings.Contains(out.String(), "commit_interval: 1s") {
 		t.Errorf("config check printed %q; want the effective config with defaults", out.String())
 	}
-	err := run(context.Background(), []string{"config", "check", "--config", bad}, &out, &errOut)
+	err := run(context.Background(), []string{"config", "check", "--config", bad}, &out, &errOut, nil)
 	if err == nil || !strings.Contains(err.Error(), "line 3: spool.max_bytes:") {
 		t.Errorf("config check bad.yaml = %v; want an error naming line 3 and spool.max_bytes", err)
 	}
-	if err := run(context.Background(), []string{"config"}, &out, &errOut); !errors.Is(err, errUsage) {
+	if err := run(context.Background(), []string{"config"}, &out, &errOut, nil); !errors.Is(err, errUsage) {
 		t.Errorf("config (no check) = %v; want a usage error", err)
 	}
 }
