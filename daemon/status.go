@@ -35,6 +35,7 @@ type Status struct {
 type SpoolStatus struct {
 	Path           string `json:"path"`
 	Stream         string `json:"stream"`
+	Seq            uint64 `json:"seq"` // the live stream's committed seq high-water mark
 	Readings       uint64 `json:"readings"`
 	Bytes          uint64 `json:"bytes"`
 	FileBytes      int64  `json:"file_bytes"`
@@ -81,7 +82,7 @@ func (d *Daemon) Status() Status {
 	}
 	if s, err := d.spool.Stats(); err == nil {
 		st.Spool = SpoolStatus{
-			Path: s.Path, Stream: s.Stream.String(), Readings: s.Readings, Bytes: s.Bytes, FileBytes: s.FileSize,
+			Path: s.Path, Stream: s.Stream.String(), Seq: s.Seq, Readings: s.Readings, Bytes: s.Bytes, FileBytes: s.FileSize,
 			Dropped: s.Dropped, DeadLetter: s.DeadLettered, Quarantined: s.Quarantined,
 			CommitFailing: s.Failing, LastCommitFail: s.LastError,
 		}
