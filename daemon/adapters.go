@@ -37,6 +37,14 @@ func (o *outbox) Next(maxReadings, maxBytes int) (*uplink.Batch, error) {
 	return &uplink.Batch{Readings: b.Readings, Dropped: b.Dropped}, nil
 }
 
+func (o *outbox) NextFresh(maxReadings, maxBytes, minBacklog int) (*uplink.Batch, error) {
+	b, err := o.spool.NextFresh(maxReadings, maxBytes, minBacklog)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	return &uplink.Batch{Readings: b.Readings, Dropped: b.Dropped}, nil
+}
+
 func (o *outbox) Ack(b *uplink.Batch) error { return o.spool.Ack(toSpool(b)) }
 
 func (o *outbox) DeadLetter(ctx context.Context, b *uplink.Batch, reason string) error {

@@ -79,6 +79,16 @@ func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxByt
 	from, to, resent := max(s.cursor[stream], 1), uint64(reading.MaxSeq), false
 	if rs := s.resent[stream]; len(rs) > 0 {
 		from, to, resent = rs[0].from, rs[0].to, true
+	} else if f, ok := s.fresh[stream]; ok {
+		// NextFresh handed out f from the top: stop below it, and once
+		// the cursor reaches it, go on above it.
+		if from >= f.from {
+			from = max(from, f.to+1)
+			s.cursor[stream] = from
+			delete(s.fresh, stream)
+		} else {
+			to = f.from - 1
+		}
 	}
 	if b := tx.Bucket(streamBucket(stream)); b != nil {
 		c := b.Cursor()
@@ -237,7 +247,81 @@ func applyAck(tx *bolt.Tx, meta *bolt.Bucket, c *counters, a ackOp) error {
 func (s *Spool) resend(stream reading.StreamID, from, to uint64) {
 	s.drainMu.Lock()
 	defer s.drainMu.Unlock()
-	if s.cursor[stream] > from {
+	f, fresh := s.fresh[stream]
+	switch {
+	case fresh && to >= f.from && from <= f.to:
+		s.resent[stream] = append(s.resent[stream], seqSpan{from, to})
+	case s.cursor[stream] > from:
 		s.resent[stream] = append(s.resent[stream], seqSpan{from, min(to, s.cursor[stream]-1)})
 	}
+}
+
+// NextFresh returns the newest committed readings of the live stream that
+// no one was handed yet, when more than minBacklog readings wait ahead of
+// them; otherwise nil. It lets the uplink send what was sampled just now
+// while a long backlog drains oldest first through Next, which then skips
+// what NextFresh handed out. Limits are as for Next.
+func (s *Spool) NextFresh(maxReadings, maxBytes, minBacklog int) (*Batch, error) {
+	if maxReadings <= 0 || maxBytes <= 0 {
+		return nil, fmt.Errorf("spool: next fresh: limits must be positive, got %d readings, %d bytes", maxReadings, maxBytes)
+	}
+	var batch *Batch
+	err := s.view(func(tx *bolt.Tx) error {
+		s.drainMu.Lock()
+		defer s.drainMu.Unlock()
+		s.mu.Lock()
+		stream := s.stream
+		s.mu.Unlock()
+		b := tx.Bucket(streamBucket(stream))
+		if b == nil || len(s.resent[stream]) > 0 {
+			return nil
+		}
+		k, _ := b.Cursor().Last()
+		if len(k) != 8 {
+			return nil
+		}
+		last, cursor := btoi(k), max(s.cursor[stream], 1)
+		f, ok := s.fresh[stream]
+		if last < cursor+uint64(minBacklog) || (ok && last <= f.to) {
+			return nil
+		}
+		from := f.to + 1
+		if !ok {
+			from = max(cursor, last-min(last, uint64(maxReadings))+1)
+		}
+		s.tab.mu.RLock()
+		defer s.tab.mu.RUnlock()
+		batch = &Batch{Stream: stream}
+		size := 0
+		var line []byte
+		c := b.Cursor()
+		for k, v := c.Seek(itob(from)); k != nil && len(batch.Readings) < maxReadings; k, v = c.Next() {
+			r, err := s.decode(stream, btoi(k), v)
+			if err != nil {
+				return err
+			}
+			line = reading.AppendReading(line[:0], &r)
+			if len(batch.Readings) > 0 && size+len(line)+1 > maxBytes {
+				break
+			}
+			size += len(line) + 1
+			batch.Readings = append(batch.Readings, r)
+		}
+		n := len(batch.Readings)
+		if n == 0 {
+			batch = nil
+			return nil
+		}
+		batch.From, batch.To = batch.Readings[0].Seq, batch.Readings[n-1].Seq
+		if !ok {
+			f.from = batch.From
+		}
+		f.to = batch.To
+		s.fresh[stream] = f
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool: next fresh: %w", err)
+	}
+	return batch, nil
 }

@@ -38,6 +38,7 @@ type Spool struct {
 	cursor  map[reading.StreamID]uint64 // next seq to hand out, per stream
 	handed  map[rangeKey]uint64         // pending ranges handed out: → to
 	resent  map[reading.StreamID][]seqSpan
+	fresh   map[reading.StreamID]seqSpan // handed out newest-first by NextFresh
 
 	mu         sync.Mutex
 	closed     bool
@@ -114,6 +115,7 @@ func Open(opts Options) (*Spool, error) {
 		cursor:   map[reading.StreamID]uint64{},
 		handed:   map[rangeKey]uint64{},
 		resent:   map[reading.StreamID][]seqSpan{},
+		fresh:    map[reading.StreamID]seqSpan{},
 		commitCh: make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 		notify:   make(chan struct{}, 1),

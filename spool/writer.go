@@ -291,6 +291,7 @@ func (s *Spool) requarantine(cause error) {
 	clear(s.cursor)
 	clear(s.handed)
 	clear(s.resent)
+	clear(s.fresh)
 	s.drainMu.Unlock()
 	s.corrupt.Store(false)
 }

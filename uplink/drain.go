@@ -27,6 +27,12 @@ type Outbox interface {
 	Committed() <-chan struct{}
 }
 
+// freshOutbox is an Outbox that can also hand out its newest readings
+// ahead of a backlog.
+type freshOutbox interface {
+	NextFresh(maxReadings, maxBytes, minBacklog int) (*Batch, error)
+}
+
 // Sender sends one batch and says what became of it (HTTP or MQTT).
 type Sender interface {
 	Send(ctx context.Context, b *Batch) Result
@@ -47,6 +53,11 @@ type Drainer struct {
 	// Idle is how often an idle drainer looks at the outbox even without
 	// a signal (default 1s).
 	Idle time.Duration
+	// FreshBacklog is the backlog (readings) from which one more worker
+	// sends the newest readings ahead of it, so what is sampled now is
+	// not held behind a week of backlog (default 4 batches; negative
+	// turns it off). It needs an Outbox with NextFresh.
+	FreshBacklog int
 
 	mu     sync.Mutex
 	status Status
@@ -107,10 +118,41 @@ func (d *Drainer) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	if fo, ok := d.Outbox.(freshOutbox); ok && d.FreshBacklog >= 0 {
+		if d.FreshBacklog == 0 {
+			d.FreshBacklog = 4 * d.MaxReadings
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.fresh(ctx, fo, limiter)
+		}()
+	}
 	err := d.feed(ctx, batches)
 	close(batches)
 	wg.Wait()
 	return err
+}
+
+// fresh sends the newest readings while a backlog drains.
+func (d *Drainer) fresh(ctx context.Context, fo freshOutbox, limiter *rate.Limiter) {
+	t := time.NewTicker(d.Idle)
+	defer t.Stop()
+	for {
+		b, err := fo.NextFresh(d.MaxReadings, d.MaxBytes, d.FreshBacklog)
+		if err != nil {
+			d.Logger.Error("reading the spool's newest readings", "err", err)
+		}
+		if b != nil {
+			d.deliver(ctx, b, limiter)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // feed hands out batches until ctx ends.
