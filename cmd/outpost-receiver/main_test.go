@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func runT(t *testing.T, env map[string]string, args ...string) (string, string, error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), args, func(k string) string { return env[k] }, &stdout, &stderr)
+	return stdout.String(), stderr.String(), err
+}
+
+func TestDeviceCommands(t *testing.T) {
+	db := "sqlite:" + filepath.Join(t.TempDir(), "r.db")
+	out, _, err := runT(t, nil, "device", "add", "pi-07", "--database-url", db)
+	if err != nil {
+		t.Fatalf("device add: %v", err)
+	}
+	if !regexp.MustCompile(`^otk_[A-Za-z0-9_-]{43}\n$`).MatchString(out) {
+		t.Errorf("device add printed %q; want the token alone on one line", out)
+	}
+	// DATABASE_URL from the environment; flags before the command words.
+	env := map[string]string{"DATABASE_URL": db}
+	if _, _, err := runT(t, env, "device", "add", "pi-07"); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("device add of an existing id = %v; want already exists", err)
+	}
+	if _, _, err := runT(t, env, "device", "add", "bad id"); err == nil || !strings.Contains(err.Error(), `device id "bad id"`) {
+		t.Errorf("device add of a bad id = %v; want an error naming it", err)
+	}
+	if _, _, err := runT(t, env, "device", "revoke", "pi-07"); err != nil {
+		t.Errorf("device revoke: %v", err)
+	}
+	if _, _, err := runT(t, env, "device", "revoke", "pi-99"); err == nil {
+		t.Error("device revoke of an unknown id succeeded")
+	}
+	out, _, err = runT(t, env, "--database-url", db, "device", "list")
+	if err != nil || !strings.Contains(out, "pi-07") || !strings.Contains(out, "revoked") {
+		t.Errorf("device list = %q, %v; want pi-07 revoked", out, err)
+	}
+	if _, errOut, err := runT(t, env, "migrate"); err != nil || !strings.Contains(errOut, "migrated") {
+		t.Errorf("migrate = %v (%s)", err, errOut)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{{"bogus"}, {"device"}, {"device", "add"}, {"device", "frob", "x"}, {"--no-such-flag"}, {"serve", "extra"}} {
+		if _, _, err := runT(t, nil, args...); !errors.Is(err, errUsage) {
+			t.Errorf("run(%q) = %v; want a usage error", args, err)
+		}
+	}
+	if out, _, err := runT(t, nil, "version"); err != nil || !strings.HasPrefix(out, "outpost-receiver ") {
+		t.Errorf("version = %q, %v", out, err)
+	}
+}
+
+func TestServeShutsDown(t *testing.T) {
+	db := "sqlite:" + filepath.Join(t.TempDir(), "r.db")
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	var stderr bytes.Buffer
+	env := map[string]string{"OUTPOST_LISTEN": "127.0.0.1:0", "DATABASE_URL": db}
+	err := run(ctx, nil, func(k string) string { return env[k] }, &bytes.Buffer{}, &stderr)
+	if err != nil {
+		t.Fatalf("serve: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "receiver listening") || !strings.Contains(stderr.String(), "shutting down") {
+		t.Errorf("serve log = %s; want listening and shutting down", stderr.String())
+	}
+}

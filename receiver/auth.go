@@ -1,0 +1,48 @@
+package receiver
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"net/http"
+	"strings"
+)
+
+// tokenPrefix marks Outpost device tokens, so a leaked one is recognisable
+// (secret scanners) and a token pasted into the wrong place is obvious.
+const tokenPrefix = "otk_"
+
+// NewToken returns a new random device token (256 bits) and the hash the
+// store keeps in its place.
+func NewToken() (token string, hash []byte) {
+	var b [32]byte
+	rand.Read(b[:]) // never returns an error (crypto/rand, Go 1.24+)
+	token = tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	return token, HashToken(token)
+}
+
+// HashToken returns the hash under which a token is stored. A plain SHA-256
+// is enough for random 256-bit tokens: there is nothing to brute-force.
+func HashToken(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+// hashesEqual compares two token hashes in constant time. The store finds
+// the device by hash; comparing again here keeps the check itself free of
+// timing differences whatever the database does.
+func hashesEqual(a, b []byte) bool {
+	return len(a) == sha256.Size && subtle.ConstantTimeCompare(a, b) == 1
+}
+
+// bearer returns the token of an "Authorization: Bearer <token>" header.
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}

@@ -1,0 +1,527 @@
+package receiver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/outpost-iot/outpost/internal/reading"
+)
+
+// migrationLockKey is the pg_advisory_lock key under which one replica
+// migrates while the others wait ("outpost!" as a big-endian int64).
+const migrationLockKey = 0x6f7574706f737421
+
+// Postgres is the store for fleets: a pgx connection pool. Batches go
+// through COPY into a per-connection temporary staging table, then one
+// INSERT … SELECT … ON CONFLICT DO NOTHING into readings.
+type Postgres struct {
+	pool *pgxpool.Pool
+}
+
+// stagingSQL creates the per-connection staging table; its idx column
+// holds the fate of each staged reading. ON COMMIT DELETE
+// ROWS empties it at the end of every transaction, committed or not.
+const stagingSQL = `CREATE TEMP TABLE IF NOT EXISTS staging (
+	idx int NOT NULL, stream bigint NOT NULL, seq bigint NOT NULL, sensor text NOT NULL,
+	ts timestamptz NOT NULL, value double precision NOT NULL, unit text NOT NULL,
+	labels jsonb, unsynced boolean NOT NULL) ON COMMIT DELETE ROWS`
+
+var stagingColumns = []string{"idx", "stream", "seq", "sensor", "ts", "value", "unit", "labels", "unsynced"}
+
+// OpenPostgres connects a pool to the database at url (postgres://…). It
+// does not migrate; call Migrate.
+func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, stagingSQL)
+		return err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	return &Postgres{pool: pool}, nil
+}
+
+// Close closes the pool.
+func (p *Postgres) Close() { p.pool.Close() }
+
+// wrap says what failed; database failures are ErrUnavailable to the
+// caller, who answers 503 and lets the device retry.
+func (p *Postgres) wrap(op string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+}
+
+// Migrate applies the embedded migrations not applied yet, under an
+// advisory lock: when several replicas start at once, one migrates and
+// the others wait, then find nothing left to do.
+func (p *Postgres) Migrate(ctx context.Context) error {
+	ms, err := loadMigrations("postgres")
+	if err != nil {
+		return err
+	}
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return p.wrap("migrate", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(migrationLockKey)); err != nil {
+		return p.wrap("take the migration lock", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrationLockKey))
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return p.wrap("create schema_migrations", err)
+	}
+	for _, m := range ms {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, m.version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("apply migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// Ready reports whether the database answers and is fully migrated.
+func (p *Postgres) Ready(ctx context.Context) error {
+	ms, err := loadMigrations("postgres")
+	if err != nil {
+		return err
+	}
+	var v *int32
+	err = p.pool.QueryRow(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&v)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+		return fmt.Errorf("%w: no schema_migrations table", ErrNotMigrated)
+	}
+	if err != nil {
+		return p.wrap("check schema version", err)
+	}
+	if v == nil || int(*v) < len(ms) {
+		have := 0
+		if v != nil {
+			have = int(*v)
+		}
+		return fmt.Errorf("%w: at version %d, want %d", ErrNotMigrated, have, len(ms))
+	}
+	return nil
+}
+
+// storedKeysSQL finds what is stored under keys given as arrays.
+const storedKeysSQL = `SELECT k.idx, r.sensor, r.ts, r.value, r.unit, r.unsynced
+	FROM unnest($2::bigint[], $3::bigint[], $4::int[]) AS k(stream, seq, idx),
+	LATERAL (SELECT sensor, ts, value, unit, unsynced FROM readings
+		WHERE device_id = $1 AND stream = k.stream AND seq = k.seq OFFSET 0) AS r`
+
+// errRace marks a batch that raced another transaction storing the same
+// keys (another replica, a redelivery): it is simply run again.
+var errRace = errors.New("concurrent insert of the same keys")
+
+// Ingest stores a batch in one transaction.
+func (p *Postgres) Ingest(ctx context.Context, device string, b *Batch) (Result, error) {
+	for attempt := 1; ; attempt++ {
+		res, err := p.ingest(ctx, device, b)
+		if errors.Is(err, errRace) && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			return Result{}, p.wrap("ingest batch", err)
+		}
+		return res, nil
+	}
+}
+
+func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (Result, error) {
+	rs := b.Readings
+	first, fates := dedupe(rs)
+	var res Result
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		// Rows already stored under a key of the batch: duplicates,
+		// corrections or conflicts. One primary-key probe per key (LATERAL,
+		// OFFSET 0 keeps the planner from flattening it): the hash join
+		// over all of the device's readings that the planner likes for 500
+		// keys costs time in proportion to the table. No row lock: stored readings change only by a correction,
+		// and that UPDATE checks what it changes.
+		if len(first) > 0 {
+			streams, seqs, idxs := make([]int64, len(first)), make([]int64, len(first)), make([]int32, len(first))
+			for j, i := range first {
+				streams[j], seqs[j], idxs[j] = int64(rs[i].Stream), int64(rs[i].Seq), int32(i)
+			}
+			rows, err := tx.Query(ctx, storedKeysSQL, device, streams, seqs, idxs)
+			if err != nil {
+				return fmt.Errorf("find stored keys: %w", err)
+			}
+			for rows.Next() {
+				var idx int32
+				var st reading.Reading
+				if err := rows.Scan(&idx, &st.Sensor, &st.Time, &st.Value, &st.Unit, &st.Unsynced); err != nil {
+					rows.Close()
+					return fmt.Errorf("find stored keys: %w", err)
+				}
+				fates[idx] = classify(&st, &rs[idx])
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("find stored keys: %w", err)
+			}
+		}
+		// What must be written (new readings, corrections, conflicts) goes
+		// through COPY into the staging table; a batch of duplicates
+		// writes nothing but its accounting.
+		var write []int
+		var nNew, nCorrected, nConflict int
+		for i, f := range fates {
+			switch f {
+			case fateNew:
+				nNew++
+			case fateCorrected:
+				nCorrected++
+			case fateConflict:
+				nConflict++
+			default:
+				continue
+			}
+			write = append(write, i)
+		}
+		if len(write) > 0 {
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{"staging"}, stagingColumns, pgx.CopyFromSlice(len(write), func(j int) ([]any, error) {
+				i := write[j]
+				r := &rs[i]
+				var labels any
+				if len(r.Labels) > 0 {
+					labels = r.Labels
+				}
+				return []any{int32(fates[i]), int64(r.Stream), int64(r.Seq), r.Sensor, r.Time, r.Value, r.Unit, labels, r.Unsynced}, nil
+			}))
+			if err != nil {
+				return fmt.Errorf("copy into staging: %w", err)
+			}
+		}
+		batch := &pgx.Batch{}
+		var inserted, corrected *pgconn.CommandTag
+		if nNew > 0 {
+			batch.Queue(`INSERT INTO readings
+				(device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at)
+				SELECT $1, stream, seq, sensor, ts, value, unit, labels, unsynced, $2 FROM staging WHERE idx = $3
+				ON CONFLICT DO NOTHING`, device, b.ReceivedAt, int32(fateNew)).Exec(func(ct pgconn.CommandTag) error {
+				inserted = &ct
+				return nil
+			})
+		}
+		if nCorrected > 0 {
+			batch.Queue(`UPDATE readings r SET ts = s.ts, unsynced = false, received_at = $2
+				FROM staging s WHERE s.idx = $3 AND r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq AND r.unsynced`,
+				device, b.ReceivedAt, int32(fateCorrected)).Exec(func(ct pgconn.CommandTag) error {
+				corrected = &ct
+				return nil
+			})
+		}
+		if nConflict > 0 {
+			batch.Queue(`INSERT INTO conflicts (device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at)
+				SELECT $1, stream, seq, sensor, ts, value, unit, labels, unsynced, $2 FROM staging WHERE idx = $3`,
+				device, b.ReceivedAt, int32(fateConflict))
+		}
+		for _, d := range streamDeltas(rs, fates) {
+			batch.Queue(`INSERT INTO streams AS s (device_id, stream, highest_seq, received, first_received_at, last_received_at)
+				VALUES ($1, $2, $3, $4, $5, $5)
+				ON CONFLICT (device_id, stream) DO UPDATE SET highest_seq = greatest(s.highest_seq, excluded.highest_seq),
+				received = s.received + excluded.received, last_received_at = excluded.last_received_at`,
+				device, int64(d.stream), int64(d.highestSeq), d.added, b.ReceivedAt)
+		}
+		for _, d := range b.Dropped {
+			batch.Queue(`INSERT INTO dropped_ranges (device_id, stream, seq_from, seq_to, received_at)
+				VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, device, int64(d.Stream), int64(d.From), int64(d.To), b.ReceivedAt)
+		}
+		batch.Queue(`UPDATE devices SET last_seen = $2 WHERE id = $1`, device, b.ReceivedAt)
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return fmt.Errorf("store batch: %w", err)
+		}
+		// Another transaction stored or corrected some of these keys since
+		// they were looked up (another replica, a redelivery): run again.
+		if (inserted != nil && int(inserted.RowsAffected()) != nNew) || (corrected != nil && int(corrected.RowsAffected()) != nCorrected) {
+			return errRace
+		}
+		res = tally(fates)
+		return nil
+	})
+	return res, err
+}
+
+// Authenticate returns the device whose token hashes to tokenHash.
+func (p *Postgres) Authenticate(ctx context.Context, tokenHash []byte) (string, error) {
+	var id string
+	var stored []byte
+	var revoked *time.Time
+	err := p.pool.QueryRow(ctx, `SELECT id, token_hash, revoked_at FROM devices WHERE token_hash = $1`, tokenHash).Scan(&id, &stored, &revoked)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", ErrUnknownToken
+	}
+	if err != nil {
+		return "", p.wrap("authenticate", err)
+	}
+	if !hashesEqual(stored, tokenHash) {
+		return "", ErrUnknownToken
+	}
+	if revoked != nil {
+		return "", ErrRevoked
+	}
+	return id, nil
+}
+
+// SaveStatus keeps status as the device's last heartbeat.
+func (p *Postgres) SaveStatus(ctx context.Context, device string, status []byte, at time.Time) error {
+	_, err := p.pool.Exec(ctx, `UPDATE devices SET last_status = $2, last_status_at = $3, last_seen = $3 WHERE id = $1`,
+		device, string(status), at)
+	if err != nil {
+		return p.wrap("save status", err)
+	}
+	return nil
+}
+
+// AddDevice registers a device with the hash of its token.
+func (p *Postgres) AddDevice(ctx context.Context, id string, tokenHash []byte, at time.Time) error {
+	_, err := p.pool.Exec(ctx, `INSERT INTO devices (id, token_hash, created_at) VALUES ($1, $2, $3)`, id, tokenHash, at)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+		return fmt.Errorf("%w: %s", ErrDeviceExists, id)
+	}
+	if err != nil {
+		return p.wrap("add device", err)
+	}
+	return nil
+}
+
+// RevokeDevice revokes the device's token.
+func (p *Postgres) RevokeDevice(ctx context.Context, id string, at time.Time) error {
+	tag, err := p.pool.Exec(ctx, `UPDATE devices SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1`, id, at)
+	if err != nil {
+		return p.wrap("revoke device", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: %s", ErrUnknownDevice, id)
+	}
+	return nil
+}
+
+// Devices lists the devices with their stream accounting.
+func (p *Postgres) Devices(ctx context.Context) ([]Device, error) {
+	rows, err := p.pool.Query(ctx, `SELECT id, created_at, revoked_at, last_seen, last_status::text, last_status_at FROM devices ORDER BY id`)
+	if err != nil {
+		return nil, p.wrap("list devices", err)
+	}
+	var out []Device
+	for rows.Next() {
+		var d Device
+		var status *string
+		if err := rows.Scan(&d.ID, &d.Created, &d.Revoked, &d.LastSeen, &status, &d.LastStatusAt); err != nil {
+			rows.Close()
+			return nil, p.wrap("list devices", err)
+		}
+		d.Created = d.Created.UTC()
+		d.Revoked, d.LastSeen, d.LastStatusAt = utcPtr(d.Revoked), utcPtr(d.LastSeen), utcPtr(d.LastStatusAt)
+		if status != nil {
+			d.LastStatus = json.RawMessage(*status)
+		}
+		out = append(out, d)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, p.wrap("list devices", err)
+	}
+	for i := range out {
+		if out[i].Streams, err = p.streamSummaries(ctx, out[i].ID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func (p *Postgres) streamSummaries(ctx context.Context, device string) ([]StreamSummary, error) {
+	dropped, err := p.droppedRanges(ctx, device)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := p.pool.Query(ctx, `SELECT stream, highest_seq, received FROM streams WHERE device_id = $1 ORDER BY first_received_at, stream`, device)
+	if err != nil {
+		return nil, p.wrap("list streams", err)
+	}
+	defer rows.Close()
+	out := []StreamSummary{}
+	for rows.Next() {
+		var stream, highest, received int64
+		if err := rows.Scan(&stream, &highest, &received); err != nil {
+			return nil, p.wrap("list streams", err)
+		}
+		out = append(out, summarize(reading.StreamID(stream), uint64(highest), uint64(received), dropped[reading.StreamID(stream)]))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, p.wrap("list streams", err)
+	}
+	return out, nil
+}
+
+func (p *Postgres) droppedRanges(ctx context.Context, device string) (map[reading.StreamID][][2]uint64, error) {
+	rows, err := p.pool.Query(ctx, `SELECT stream, seq_from, seq_to FROM dropped_ranges WHERE device_id = $1 ORDER BY stream, seq_from`, device)
+	if err != nil {
+		return nil, p.wrap("list dropped ranges", err)
+	}
+	defer rows.Close()
+	out := map[reading.StreamID][][2]uint64{}
+	for rows.Next() {
+		var st, from, to int64
+		if err := rows.Scan(&st, &from, &to); err != nil {
+			return nil, p.wrap("list dropped ranges", err)
+		}
+		out[reading.StreamID(st)] = append(out[reading.StreamID(st)], [2]uint64{uint64(from), uint64(to)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, p.wrap("list dropped ranges", err)
+	}
+	return out, nil
+}
+
+const pgReadingColumns = `stream, seq, sensor, ts, value, unit, labels, unsynced, received_at`
+
+func scanPgReading(rows pgx.Rows, device string) (Stored, error) {
+	var st Stored
+	var stream, seq int64
+	if err := rows.Scan(&stream, &seq, &st.Sensor, &st.Time, &st.Value, &st.Unit, &st.Labels, &st.Unsynced, &st.ReceivedAt); err != nil {
+		return st, err
+	}
+	st.Device, st.Stream, st.Seq = device, reading.StreamID(stream), uint64(seq)
+	st.Time, st.ReceivedAt = st.Time.UTC(), st.ReceivedAt.UTC()
+	return st, nil
+}
+
+// Latest returns the newest reading of each sensor of the device.
+func (p *Postgres) Latest(ctx context.Context, device string) ([]Stored, error) {
+	rows, err := p.pool.Query(ctx, `SELECT DISTINCT ON (sensor) `+pgReadingColumns+`
+		FROM readings WHERE device_id = $1 ORDER BY sensor, ts DESC, seq DESC`, device)
+	if err != nil {
+		return nil, p.wrap("latest readings", err)
+	}
+	defer rows.Close()
+	out := []Stored{}
+	for rows.Next() {
+		st, err := scanPgReading(rows, device)
+		if err != nil {
+			return nil, p.wrap("latest readings", err)
+		}
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, p.wrap("latest readings", err)
+	}
+	return out, nil
+}
+
+// Gaps returns what never arrived of each stream of the device.
+func (p *Postgres) Gaps(ctx context.Context, device string) ([]StreamGaps, error) {
+	dropped, err := p.droppedRanges(ctx, device)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := p.pool.Query(ctx, islandsSQL("$1"), device)
+	if err != nil {
+		return nil, p.wrap("find gaps", err)
+	}
+	defer rows.Close()
+	var is []island
+	for rows.Next() {
+		var st, from, to int64
+		if err := rows.Scan(&st, &from, &to); err != nil {
+			return nil, p.wrap("find gaps", err)
+		}
+		is = append(is, island{reading.StreamID(st), uint64(from), uint64(to)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, p.wrap("find gaps", err)
+	}
+	return buildGaps(is, dropped), nil
+}
+
+// Readings calls fn for each reading of q, in device time order.
+func (p *Postgres) Readings(ctx context.Context, q Query, fn func(*Stored) error) error {
+	sqlText := `SELECT ` + pgReadingColumns + ` FROM readings WHERE device_id = $1`
+	args := []any{q.Device}
+	if q.Sensor != "" {
+		args = append(args, q.Sensor)
+		sqlText += fmt.Sprintf(` AND sensor = $%d`, len(args))
+	}
+	if !q.From.IsZero() {
+		args = append(args, q.From)
+		sqlText += fmt.Sprintf(` AND ts >= $%d`, len(args))
+	}
+	if !q.To.IsZero() {
+		args = append(args, q.To)
+		sqlText += fmt.Sprintf(` AND ts < $%d`, len(args))
+	}
+	sqlText += ` ORDER BY ts, stream, seq`
+	rows, err := p.pool.Query(ctx, sqlText, args...)
+	if err != nil {
+		return p.wrap("query readings", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		st, err := scanPgReading(rows, q.Device)
+		if err != nil {
+			return p.wrap("query readings", err)
+		}
+		if err := fn(&st); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return p.wrap("query readings", err)
+	}
+	return nil
+}
+
+// Reject keeps a message that can never be stored.
+func (p *Postgres) Reject(ctx context.Context, m Rejected) error {
+	_, err := p.pool.Exec(ctx, `INSERT INTO rejected_messages (topic, device_id, error, line, payload, received_at)
+		VALUES ($1, $2, $3, $4, $5, $6)`, m.Topic, m.Device, m.Err, m.Line, m.Payload, m.ReceivedAt)
+	if err != nil {
+		return p.wrap("keep rejected message", err)
+	}
+	return nil
+}
+
+// Interface guard.
+var _ Store = (*Postgres)(nil)

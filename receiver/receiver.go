@@ -1,0 +1,177 @@
+// Package receiver is Outpost's cloud side: it accepts batches of readings
+// from devices over HTTP (and, later, MQTT), stores each (device, stream,
+// seq) once in Postgres or SQLite, accounts per stream for what arrived,
+// what is missing and what the device reported dropped, and answers
+// queries about it.
+//
+// A Store keeps the data (Postgres through pgx, SQLite through
+// modernc.org/sqlite, both passing one conformance suite); a Server
+// answers the HTTP API; Serve wires them for the outpost-receiver command.
+package receiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/outpost-iot/outpost/internal/reading"
+)
+
+// DefaultSQLitePath is the database used when no database URL is given.
+const DefaultSQLitePath = "outpost-receiver.db"
+
+// OpenStore opens the store named by url: "" for SQLite at
+// DefaultSQLitePath, "sqlite:PATH" for SQLite at PATH, postgres:// or
+// postgresql:// for Postgres. It does not migrate.
+func OpenStore(ctx context.Context, url string) (Store, error) {
+	switch {
+	case url == "":
+		return OpenSQLite(ctx, DefaultSQLitePath)
+	case strings.HasPrefix(url, "sqlite:"):
+		path := strings.TrimPrefix(url, "sqlite:")
+		if path == "" {
+			return nil, errors.New("database url sqlite: names no file (want sqlite:PATH)")
+		}
+		return OpenSQLite(ctx, path)
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		return OpenPostgres(ctx, url)
+	}
+	return nil, fmt.Errorf("database url %q: want postgres://…, postgresql://… or sqlite:PATH", redact(url))
+}
+
+// redact hides a password in a URL for error messages.
+func redact(url string) string {
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return url
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		if user, _, ok := strings.Cut(rest[:at], ":"); ok {
+			return scheme + "://" + user + ":xxxxx" + rest[at:]
+		}
+	}
+	return url
+}
+
+// AddDevice registers a device and returns its new token, which exists
+// nowhere else: only its hash is stored.
+func AddDevice(ctx context.Context, st Store, id string) (string, error) {
+	if err := reading.ValidateDevice(id); err != nil {
+		return "", fmt.Errorf("device id %q: %w", id, err)
+	}
+	token, hash := NewToken()
+	if err := st.AddDevice(ctx, id, hash, time.Now().UTC()); err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
+// ReadAdminToken reads the admin token from path (surrounding whitespace
+// ignored) and returns its hash, for Options.AdminTokenHash.
+func ReadAdminToken(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read admin token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 16 {
+		return nil, fmt.Errorf("admin token in %s: shorter than 16 characters", path)
+	}
+	return HashToken(tok), nil
+}
+
+// Config is what the serve command is given.
+type Config struct {
+	Listen         string // host:port
+	DatabaseURL    string // see OpenStore
+	MQTTBroker     string // "" disables MQTT ingest
+	MQTTClientID   string
+	AdminTokenFile string // "" disables the query API
+	Logger         *slog.Logger
+	// Ready, when set, is called with the listening address once the
+	// store is migrated and the server accepts connections.
+	Ready func(addr net.Addr)
+}
+
+// shutdownTimeout bounds the graceful part of a shutdown.
+const shutdownTimeout = 20 * time.Second
+
+// Serve opens and migrates the store, then serves HTTP on cfg.Listen until
+// ctx is done, then shuts down gracefully: requests in flight finish (so
+// their batches commit or roll back whole) within shutdownTimeout.
+func Serve(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opt := Options{Logger: log.With("component", "http")}
+	if cfg.AdminTokenFile != "" {
+		h, err := ReadAdminToken(cfg.AdminTokenFile)
+		if err != nil {
+			return err
+		}
+		opt.AdminTokenHash = h
+	} else {
+		log.Info("no admin token file: the query API is disabled")
+	}
+	st, err := OpenStore(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := NewServer(st, opt)
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      10 * time.Minute, // a day's CSV export
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if cfg.MQTTBroker != "" {
+		m, err := srv.StartMQTT(ctx, MQTTOptions{Broker: cfg.MQTTBroker, ClientID: cfg.MQTTClientID, Logger: log.With("component", "mqtt")})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer m.Close() // after the HTTP shutdown below
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("receiver listening", "addr", ln.Addr().String(), "store", storeKind(cfg.DatabaseURL))
+	if cfg.Ready != nil {
+		cfg.Ready(ln.Addr())
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "cause", context.Cause(ctx))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shut down http: %w", err)
+	}
+	return nil
+}
+
+func storeKind(url string) string {
+	if strings.HasPrefix(url, "postgres") {
+		return "postgres"
+	}
+	return "sqlite"
+}

@@ -1,0 +1,596 @@
+package receiver
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/outpost-iot/outpost/internal/reading"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// SQLite is the embedded store: one database file, for a single small node
+// (or a Pi acting as a field base station). Writes are serialised; each
+// batch is one IMMEDIATE transaction, synced to disk before it is answered
+// (WAL, synchronous=FULL).
+type SQLite struct {
+	db     *sql.DB
+	mu     sync.Mutex // serialises write transactions
+	insert *sql.Stmt  // sqliteInsertSQL(sqliteChunk), prepared once; guarded by mu
+}
+
+// OpenSQLite opens (creating if needed) the database file at path. It
+// does not migrate; call Migrate.
+func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	q := url.Values{}
+	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(4)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	return &SQLite{db: db}, nil
+}
+
+// Close closes the database.
+func (s *SQLite) Close() {
+	s.mu.Lock()
+	if s.insert != nil {
+		s.insert.Close()
+	}
+	s.mu.Unlock()
+	s.db.Close()
+}
+
+// Migrate applies the embedded migrations not applied yet, each in its
+// own transaction.
+func (s *SQLite) Migrate(ctx context.Context) error {
+	ms, err := loadMigrations("sqlite")
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for _, m := range ms {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+				m.version, m.name, micros(time.Now()))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("apply migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// Ready reports whether the database answers and is fully migrated.
+func (s *SQLite) Ready(ctx context.Context) error {
+	ms, err := loadMigrations("sqlite")
+	if err != nil {
+		return err
+	}
+	var v sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&v); err != nil {
+		if isNoTable(err) {
+			return fmt.Errorf("%w: no schema_migrations table", ErrNotMigrated)
+		}
+		return s.wrap("check schema version", err)
+	}
+	if int(v.Int64) < len(ms) {
+		return fmt.Errorf("%w: at version %d, want %d", ErrNotMigrated, v.Int64, len(ms))
+	}
+	return nil
+}
+
+func isNoTable(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_ERROR
+}
+
+// wrap says what failed; every database failure is ErrUnavailable to the
+// caller, who answers 503 and lets the device retry.
+func (s *SQLite) wrap(op string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+}
+
+func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// sqliteChunk is how many readings one INSERT statement carries (ten
+// parameters each, well under SQLite's limit of 32766).
+const sqliteChunk = 100
+
+const sqliteInsertHead = `INSERT INTO readings
+	(device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at) VALUES `
+
+func sqliteInsertSQL(n int) string {
+	return sqliteInsertHead + strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?),", n), ",") + ` ON CONFLICT DO NOTHING`
+}
+
+// Ingest stores a batch in one transaction: it reads what is already
+// stored under the batch's keys (one range query per stream), classifies,
+// then inserts the new readings a hundred per statement.
+func (s *SQLite) Ingest(ctx context.Context, device string, b *Batch) (Result, error) {
+	rs := b.Readings
+	first, fates := dedupe(rs)
+	now := micros(b.ReceivedAt)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		stored, err := s.storedKeys(ctx, tx, device, rs, first)
+		if err != nil {
+			return err
+		}
+		var fresh []int
+		for _, i := range first {
+			st, ok := stored[seqKey{rs[i].Stream, rs[i].Seq}]
+			if !ok {
+				fresh = append(fresh, i)
+				continue
+			}
+			fates[i] = classify(&st, &rs[i])
+		}
+		args := make([]any, 0, 10*sqliteChunk)
+		for len(fresh) > 0 {
+			n := min(len(fresh), sqliteChunk)
+			args = args[:0]
+			for _, i := range fresh[:n] {
+				r := &rs[i]
+				labels, err := labelsJSON(r.Labels)
+				if err != nil {
+					return err
+				}
+				args = append(args, device, int64(r.Stream), int64(r.Seq), r.Sensor, micros(r.Time), r.Value, r.Unit, labels, r.Unsynced, now)
+			}
+			var res sql.Result
+			if n == sqliteChunk {
+				if s.insert == nil {
+					if s.insert, err = s.db.PrepareContext(ctx, sqliteInsertSQL(sqliteChunk)); err != nil {
+						return err
+					}
+				}
+				res, err = tx.StmtContext(ctx, s.insert).ExecContext(ctx, args...)
+			} else {
+				res, err = tx.ExecContext(ctx, sqliteInsertSQL(n), args...)
+			}
+			if err != nil {
+				return err
+			}
+			if got, err := res.RowsAffected(); err != nil {
+				return err
+			} else if got != int64(n) {
+				return fmt.Errorf("inserted %d of %d new readings", got, n)
+			}
+			fresh = fresh[n:]
+		}
+		for i, f := range fates {
+			r := &rs[i]
+			switch f {
+			case fateCorrected:
+				if _, err := tx.ExecContext(ctx, `UPDATE readings SET ts = ?, unsynced = 0, received_at = ?
+					WHERE device_id = ? AND stream = ? AND seq = ?`, micros(r.Time), now, device, int64(r.Stream), int64(r.Seq)); err != nil {
+					return err
+				}
+			case fateConflict:
+				labels, err := labelsJSON(r.Labels)
+				if err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO conflicts
+					(device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, device, int64(r.Stream), int64(r.Seq), r.Sensor, micros(r.Time),
+					r.Value, r.Unit, labels, r.Unsynced, now); err != nil {
+					return err
+				}
+			}
+		}
+		for _, d := range streamDeltas(rs, fates) {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO streams
+				(device_id, stream, highest_seq, received, first_received_at, last_received_at) VALUES (?, ?, ?, ?, ?, ?)
+				ON CONFLICT (device_id, stream) DO UPDATE SET highest_seq = max(highest_seq, excluded.highest_seq),
+				received = received + excluded.received, last_received_at = excluded.last_received_at`,
+				device, int64(d.stream), int64(d.highestSeq), d.added, now, now); err != nil {
+				return err
+			}
+		}
+		for _, d := range b.Dropped {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO dropped_ranges (device_id, stream, seq_from, seq_to, received_at)
+				VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, device, int64(d.Stream), int64(d.From), int64(d.To), now); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE devices SET last_seen = ? WHERE id = ?`, now, device)
+		return err
+	})
+	if err != nil {
+		return Result{}, s.wrap("ingest batch", err)
+	}
+	return tally(fates), nil
+}
+
+// storedKeys returns what is stored under the keys of rs[first]: per
+// stream one primary-key range query when the batch's seqs are dense (the
+// usual case: a batch is a run of a stream), one probe per key otherwise.
+func (s *SQLite) storedKeys(ctx context.Context, tx *sql.Tx, device string, rs []reading.Reading, first []int) (map[seqKey]reading.Reading, error) {
+	type span struct{ lo, hi, n uint64 }
+	spans := map[reading.StreamID]*span{}
+	for _, i := range first {
+		r := &rs[i]
+		sp := spans[r.Stream]
+		if sp == nil {
+			sp = &span{lo: r.Seq, hi: r.Seq}
+			spans[r.Stream] = sp
+		}
+		sp.lo, sp.hi, sp.n = min(sp.lo, r.Seq), max(sp.hi, r.Seq), sp.n+1
+	}
+	out := map[seqKey]reading.Reading{}
+	scan := func(stream reading.StreamID, rows *sql.Rows) error {
+		defer rows.Close()
+		for rows.Next() {
+			var seq, ts int64
+			var st reading.Reading
+			if err := rows.Scan(&seq, &st.Sensor, &ts, &st.Value, &st.Unit, &st.Unsynced); err != nil {
+				return err
+			}
+			st.Time = fromMicros(ts)
+			out[seqKey{stream, uint64(seq)}] = st
+		}
+		return rows.Err()
+	}
+	const cols = `SELECT seq, sensor, ts, value, unit, unsynced FROM readings WHERE device_id = ? AND stream = ? `
+	for stream, sp := range spans {
+		if sp.hi-sp.lo < 4*sp.n {
+			rows, err := tx.QueryContext(ctx, cols+`AND seq BETWEEN ? AND ?`, device, int64(stream), int64(sp.lo), int64(sp.hi))
+			if err != nil {
+				return nil, err
+			}
+			if err := scan(stream, rows); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		for _, i := range first {
+			if rs[i].Stream != stream {
+				continue
+			}
+			rows, err := tx.QueryContext(ctx, cols+`AND seq = ?`, device, int64(stream), int64(rs[i].Seq))
+			if err != nil {
+				return nil, err
+			}
+			if err := scan(stream, rows); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+func labelsJSON(m map[string]string) (any, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode labels: %w", err)
+	}
+	return string(b), nil
+}
+
+// Authenticate returns the device whose token hashes to tokenHash.
+func (s *SQLite) Authenticate(ctx context.Context, tokenHash []byte) (string, error) {
+	var id string
+	var stored []byte
+	var revoked sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT id, token_hash, revoked_at FROM devices WHERE token_hash = ?`, tokenHash).Scan(&id, &stored, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrUnknownToken
+	}
+	if err != nil {
+		return "", s.wrap("authenticate", err)
+	}
+	if !hashesEqual(stored, tokenHash) {
+		return "", ErrUnknownToken
+	}
+	if revoked.Valid {
+		return "", ErrRevoked
+	}
+	return id, nil
+}
+
+// SaveStatus keeps status as the device's last heartbeat.
+func (s *SQLite) SaveStatus(ctx context.Context, device string, status []byte, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err := s.db.ExecContext(ctx, `UPDATE devices SET last_status = ?, last_status_at = ?, last_seen = ? WHERE id = ?`,
+		string(status), micros(at), micros(at), device)
+	if err != nil {
+		return s.wrap("save status", err)
+	}
+	return nil
+}
+
+// AddDevice registers a device with the hash of its token.
+func (s *SQLite) AddDevice(ctx context.Context, id string, tokenHash []byte, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err := s.db.ExecContext(ctx, `INSERT INTO devices (id, token_hash, created_at) VALUES (?, ?, ?)`, id, tokenHash, micros(at))
+	var se *sqlite.Error
+	if errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
+		return fmt.Errorf("%w: %s", ErrDeviceExists, id)
+	}
+	if err != nil {
+		return s.wrap("add device", err)
+	}
+	return nil
+}
+
+// RevokeDevice revokes the device's token.
+func (s *SQLite) RevokeDevice(ctx context.Context, id string, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res, err := s.db.ExecContext(ctx, `UPDATE devices SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`, micros(at), id)
+	if err != nil {
+		return s.wrap("revoke device", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: %s", ErrUnknownDevice, id)
+	}
+	return nil
+}
+
+func nullTime(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMicros(v.Int64)
+	return &t
+}
+
+// Devices lists the devices with their stream accounting.
+func (s *SQLite) Devices(ctx context.Context) ([]Device, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, created_at, revoked_at, last_seen, last_status, last_status_at FROM devices ORDER BY id`)
+	if err != nil {
+		return nil, s.wrap("list devices", err)
+	}
+	var out []Device
+	for rows.Next() {
+		var d Device
+		var created int64
+		var revoked, seen, statusAt sql.NullInt64
+		var status sql.NullString
+		if err := rows.Scan(&d.ID, &created, &revoked, &seen, &status, &statusAt); err != nil {
+			rows.Close()
+			return nil, s.wrap("list devices", err)
+		}
+		d.Created = fromMicros(created)
+		d.Revoked, d.LastSeen, d.LastStatusAt = nullTime(revoked), nullTime(seen), nullTime(statusAt)
+		if status.Valid {
+			d.LastStatus = json.RawMessage(status.String)
+		}
+		out = append(out, d)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("list devices", err)
+	}
+	for i := range out {
+		sums, err := s.streamSummaries(ctx, out[i].ID)
+		if err != nil {
+			return nil, err
+		}
+		out[i].Streams = sums
+	}
+	return out, nil
+}
+
+func (s *SQLite) streamSummaries(ctx context.Context, device string) ([]StreamSummary, error) {
+	dropped, err := s.droppedRanges(ctx, device)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT stream, highest_seq, received FROM streams WHERE device_id = ? ORDER BY first_received_at, stream`, device)
+	if err != nil {
+		return nil, s.wrap("list streams", err)
+	}
+	defer rows.Close()
+	out := []StreamSummary{}
+	for rows.Next() {
+		var stream, highest, received int64
+		if err := rows.Scan(&stream, &highest, &received); err != nil {
+			return nil, s.wrap("list streams", err)
+		}
+		out = append(out, summarize(reading.StreamID(stream), uint64(highest), uint64(received), dropped[reading.StreamID(stream)]))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("list streams", err)
+	}
+	return out, nil
+}
+
+func summarize(stream reading.StreamID, highest, received uint64, dropped [][2]uint64) StreamSummary {
+	var clipped [][2]uint64
+	for _, d := range dropped {
+		if d[0] <= highest {
+			clipped = append(clipped, [2]uint64{d[0], min(d[1], highest)})
+		}
+	}
+	nd := countRanges(dropped)
+	var missing uint64
+	if have := received + countRanges(clipped); highest > have {
+		missing = highest - have
+	}
+	return StreamSummary{Stream: stream.String(), HighestSeq: highest, Received: received, Dropped: nd, Missing: missing}
+}
+
+func (s *SQLite) droppedRanges(ctx context.Context, device string) (map[reading.StreamID][][2]uint64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT stream, seq_from, seq_to FROM dropped_ranges WHERE device_id = ? ORDER BY stream, seq_from`, device)
+	if err != nil {
+		return nil, s.wrap("list dropped ranges", err)
+	}
+	defer rows.Close()
+	out := map[reading.StreamID][][2]uint64{}
+	for rows.Next() {
+		var st, from, to int64
+		if err := rows.Scan(&st, &from, &to); err != nil {
+			return nil, s.wrap("list dropped ranges", err)
+		}
+		out[reading.StreamID(st)] = append(out[reading.StreamID(st)], [2]uint64{uint64(from), uint64(to)})
+	}
+	return out, s.wrapIf("list dropped ranges", rows.Err())
+}
+
+func (s *SQLite) wrapIf(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return s.wrap(op, err)
+}
+
+// Latest returns the newest reading of each sensor of the device.
+func (s *SQLite) Latest(ctx context.Context, device string) ([]Stored, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT stream, seq, sensor, ts, value, unit, labels, unsynced, received_at FROM (
+		SELECT *, row_number() OVER (PARTITION BY sensor ORDER BY ts DESC, seq DESC) AS rn
+		FROM readings WHERE device_id = ?) WHERE rn = 1 ORDER BY sensor`, device)
+	if err != nil {
+		return nil, s.wrap("latest readings", err)
+	}
+	defer rows.Close()
+	out := []Stored{}
+	for rows.Next() {
+		st, err := scanSQLiteReading(rows, device)
+		if err != nil {
+			return nil, s.wrap("latest readings", err)
+		}
+		out = append(out, st)
+	}
+	return out, s.wrapIf("latest readings", rows.Err())
+}
+
+func scanSQLiteReading(rows *sql.Rows, device string) (Stored, error) {
+	var st Stored
+	var stream, seq, ts, recv int64
+	var labels sql.NullString
+	if err := rows.Scan(&stream, &seq, &st.Sensor, &ts, &st.Value, &st.Unit, &labels, &st.Unsynced, &recv); err != nil {
+		return st, err
+	}
+	st.Device, st.Stream, st.Seq = device, reading.StreamID(stream), uint64(seq)
+	st.Time, st.ReceivedAt = fromMicros(ts), fromMicros(recv)
+	if labels.Valid {
+		if err := json.Unmarshal([]byte(labels.String), &st.Labels); err != nil {
+			return st, fmt.Errorf("stored labels of %s/%s/%d: %w", device, st.Stream, st.Seq, err)
+		}
+	}
+	return st, nil
+}
+
+// Gaps returns what never arrived of each stream of the device.
+func (s *SQLite) Gaps(ctx context.Context, device string) ([]StreamGaps, error) {
+	dropped, err := s.droppedRanges(ctx, device)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, islandsSQL("?"), device)
+	if err != nil {
+		return nil, s.wrap("find gaps", err)
+	}
+	defer rows.Close()
+	var is []island
+	for rows.Next() {
+		var st, from, to int64
+		if err := rows.Scan(&st, &from, &to); err != nil {
+			return nil, s.wrap("find gaps", err)
+		}
+		is = append(is, island{reading.StreamID(st), uint64(from), uint64(to)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("find gaps", err)
+	}
+	return buildGaps(is, dropped), nil
+}
+
+// Readings calls fn for each reading of q, in device time order.
+func (s *SQLite) Readings(ctx context.Context, q Query, fn func(*Stored) error) error {
+	sqlText := `SELECT stream, seq, sensor, ts, value, unit, labels, unsynced, received_at FROM readings WHERE device_id = ?`
+	args := []any{q.Device}
+	if q.Sensor != "" {
+		sqlText += ` AND sensor = ?`
+		args = append(args, q.Sensor)
+	}
+	if !q.From.IsZero() {
+		sqlText += ` AND ts >= ?`
+		args = append(args, micros(q.From))
+	}
+	if !q.To.IsZero() {
+		sqlText += ` AND ts < ?`
+		args = append(args, micros(q.To))
+	}
+	sqlText += ` ORDER BY ts, stream, seq`
+	rows, err := s.db.QueryContext(ctx, sqlText, args...)
+	if err != nil {
+		return s.wrap("query readings", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		st, err := scanSQLiteReading(rows, q.Device)
+		if err != nil {
+			return s.wrap("query readings", err)
+		}
+		if err := fn(&st); err != nil {
+			return err
+		}
+	}
+	return s.wrapIf("query readings", rows.Err())
+}
+
+// Reject keeps a message that can never be stored.
+func (s *SQLite) Reject(ctx context.Context, m Rejected) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err := s.db.ExecContext(ctx, `INSERT INTO rejected_messages (topic, device_id, error, line, payload, received_at)
+		VALUES (?, ?, ?, ?, ?, ?)`, m.Topic, m.Device, m.Err, m.Line, m.Payload, micros(m.ReceivedAt))
+	return s.wrapIf("keep rejected message", err)
+}
+
+// Interface guard.
+var _ Store = (*SQLite)(nil)
