@@ -24,11 +24,14 @@ func TestCapDropOldestAccountsRanges(t *testing.T) {
 	if st.Dropped+st.Readings != 1000 {
 		t.Fatalf("dropped %d + stored %d != 1000 appended", st.Dropped, st.Readings)
 	}
+	want := reading.Dropped{Device: "pi-07", Stream: st.Stream, From: 1, To: st.Dropped}
+	if pd, err := s.PendingDropped(); err != nil || len(pd) != 1 || pd[0] != want {
+		t.Fatalf("PendingDropped() = %+v, %v; want [%+v]", pd, err, want)
+	}
 	b, err := s.Next(1000, 1<<20)
 	if err != nil || b == nil {
 		t.Fatalf("Next() = %v, %v", b, err)
 	}
-	want := reading.Dropped{Device: "pi-07", Stream: st.Stream, From: 1, To: st.Dropped}
 	if len(b.Dropped) != 1 || b.Dropped[0] != want {
 		t.Fatalf("Next().Dropped = %+v; want [%+v]", b.Dropped, want)
 	}
