@@ -80,15 +80,8 @@ func (d *Daemon) Status() Status {
 		DeadLetterRanges: []StreamRanges{},
 		Uplink:           UplinkStatus{Kind: "none", State: "not configured"},
 	}
-	if s, err := d.spool.Stats(); err == nil {
-		st.Spool = SpoolStatus{
-			Path: s.Path, Stream: s.Stream.String(), Seq: s.Seq, Readings: s.Readings, Bytes: s.Bytes, FileBytes: s.FileSize,
-			Dropped: s.Dropped, DeadLetter: s.DeadLettered, Quarantined: s.Quarantined,
-			CommitFailing: s.Failing, LastCommitFail: s.LastError,
-		}
-		if !s.Oldest.IsZero() {
-			st.Spool.OldestUnsentS = int64(time.Since(s.Oldest).Seconds())
-		}
+	if sp, err := spoolStatus(d.spool); err == nil {
+		st.Spool = sp
 	}
 	if dls, err := d.spool.DeadLetters(); err == nil {
 		byStream := map[string]int{}
@@ -150,6 +143,7 @@ func (d *Daemon) serveStatus(path string) (io.Closer, error) {
 		enc.SetIndent("", "  ")
 		enc.Encode(d.Status())
 	})
+	d.spoolHandlers(mux)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	return srv, nil

@@ -17,13 +17,8 @@ import (
 // FetchStatus asks the running daemon for its status over the socket. It
 // returns the status and the JSON as the daemon sent it.
 func FetchStatus(ctx context.Context, socket string) (Status, []byte, error) {
-	client := &http.Client{
-		Timeout: 10 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		}},
-	}
+	client := socketClient(socket)
+	client.Timeout = 10 * time.Second
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://outpost/v1/status", nil)
 	if err != nil {
 		return Status{}, nil, err

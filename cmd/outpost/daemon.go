@@ -13,19 +13,34 @@ import (
 // commandFlags parses the flags every command takes (--config) plus the
 // command's own, and refuses stray arguments.
 func commandFlags(name string, args []string, stderr io.Writer, own func(*flag.FlagSet)) (string, error) {
+	path, _, err := commandArgs(name, args, 0, stderr, own)
+	return path, err
+}
+
+// commandArgs is commandFlags for a command that takes n arguments too
+// (before or after the flags).
+func commandArgs(name string, args []string, n int, stderr io.Writer, own func(*flag.FlagSet)) (string, []string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", daemon.DefaultConfigPath, "configuration `file`")
 	if own != nil {
 		own(fs)
 	}
-	if err := fs.Parse(args); err != nil {
-		return "", fmt.Errorf("%w: %v", errUsage, err)
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return "", nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	if fs.NArg() > 0 {
-		return "", fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	if len(positional) != n {
+		return "", nil, fmt.Errorf("%w: %s takes %d argument(s), got %d", errUsage, name, n, len(positional))
 	}
-	return *path, nil
+	return *path, positional, nil
 }
 
 // runDaemon is `outpost daemon`.

@@ -54,12 +54,23 @@ Commands:
   daemon [--config FILE]         run the edge daemon (what the outpost.service unit starts)
   status [--json] [--config FILE]
                                  show the running daemon's sensors, spool and uplink
+  spool stats [--json]           the spool: unsent readings, oldest age, drops, dead letters
+  spool peek [-n N]              the oldest N unsent readings, as NDJSON
+  spool export                   every unsent reading and unreported dropped range, as NDJSON
+                                 (valid input for the receiver's POST /v1/readings)
+  spool dead [--json]            readings the receiver rejected, kept aside
+  spool resend STREAM FROM       send a dead-lettered range again
+  spool purge STREAM FROM        delete a dead-lettered range (reported upstream as dropped)
+  spool salvage FILE             copy what can be read of a quarantined spool file into the spool
+  import FILE|-                  NDJSON readings (sensor, value, timestamp) into the spool
   config check [--config FILE]   check the configuration and print it with defaults filled in
   sensors scan [--config FILE]   list the I²C buses, the addresses that answer and the 1-Wire probes
   version                        print the version and the platform it was built for
   help                           print this help
 
-The configuration is read from --config (default ` + daemon.DefaultConfigPath + `).
+Every command takes --config FILE (default ` + daemon.DefaultConfigPath + `).
+The spool commands and import go through the running daemon's status socket,
+or open the spool file when no daemon runs.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-chan struct{}) error {
@@ -77,6 +88,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 		return runStatus(ctx, args[1:], stdout, stderr)
 	case "config":
 		return runConfig(args[1:], stdout, stderr)
+	case "spool":
+		return runSpool(ctx, args[1:], stdout, stderr)
+	case "import":
+		return runImport(ctx, args[1:], stdout, stderr)
 	case "sensors":
 		if len(args) < 2 || args[1] != "scan" {
 			fmt.Fprint(stderr, usage)

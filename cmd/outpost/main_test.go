@@ -58,3 +58,22 @@ func TestConfigCheck(t *testing.T) {
 		t.Errorf("config (no check) = %v; want a usage error", err)
 	}
 }
+
+func TestSpoolAndImportUsage(t *testing.T) {
+	var out, errOut bytes.Buffer
+	for _, args := range [][]string{
+		{"spool"}, {"spool", "frob"}, {"spool", "resend", "abc"}, {"spool", "resend", "0000000000000001", "x"},
+		{"spool", "stats", "extra"}, {"import"}, {"import", "a", "b"},
+	} {
+		if err := run(context.Background(), args, &out, &errOut, nil); !errors.Is(err, errUsage) {
+			t.Errorf("run(%q) = %v; want a usage error", args, err)
+		}
+	}
+	// Flags may come after the arguments.
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte("device: pi-07\nspool: {path: /nonexistent/spool.db}\nstatus: {socket: /nonexistent/s.sock}\n"), 0o644)
+	err := run(context.Background(), []string{"import", "-", "--config", cfg}, &out, &errOut, nil)
+	if err == nil || !strings.Contains(err.Error(), "no spool at /nonexistent/spool.db") {
+		t.Errorf("import with no daemon and no spool = %v; want an error naming the spool", err)
+	}
+}
