@@ -340,12 +340,13 @@ func (m *MQTT) onReceipt(_ mqtt.Client, msg mqtt.Message) {
 
 // waiter tracks which seqs of one batch still lack a receipt.
 type waiter struct {
-	stream      reading.StreamID
-	outstanding map[uint64]bool
-	rejectedSeq uint64 // first rejected seq, 0 if none
-	rejectedErr string
-	done        chan struct{}
-	closed      bool
+	stream       reading.StreamID
+	outstanding  map[uint64]bool
+	rejectedSeq  uint64 // first rejected seq, 0 if none
+	rejectedLine int    // the line the receiver named, 0 if none
+	rejectedErr  string
+	done         chan struct{}
+	closed       bool
 }
 
 func newWaiter(b *Batch) *waiter {
@@ -380,12 +381,16 @@ func (w *waiter) apply(r *receipt) {
 	}
 	cover(r.Ranges)
 	cover(r.Dropped)
+	rejected := false
 	for _, rej := range r.Rejected {
 		if seq := cover(rej.Ranges); seq != 0 && (w.rejectedSeq == 0 || seq < w.rejectedSeq) {
-			w.rejectedSeq, w.rejectedErr = seq, rej.Error
+			w.rejectedSeq, w.rejectedLine, w.rejectedErr = seq, rej.Line, rej.Error
+			rejected = true
 		}
 	}
-	if len(w.outstanding) == 0 && !w.closed {
+	// A receiver takes or refuses a message whole: a rejection that names
+	// any seq of ours settles the batch.
+	if (len(w.outstanding) == 0 || rejected) && !w.closed {
 		w.closed = true
 		close(w.done)
 	}
@@ -395,10 +400,13 @@ func (w *waiter) result(b *Batch) Result {
 	if w.rejectedSeq == 0 {
 		return Result{Outcome: Accepted, Counts: Counts{Accepted: len(b.Readings)}}
 	}
-	line := 0
-	for i, r := range b.Readings {
-		if r.Seq == w.rejectedSeq {
-			line = i + 1
+	line := w.rejectedLine
+	if line < 1 || line > len(b.Readings) {
+		line = 0
+		for i, r := range b.Readings {
+			if r.Seq == w.rejectedSeq {
+				line = i + 1
+			}
 		}
 	}
 	return Result{Outcome: Rejected, Line: line, Err: fmt.Errorf("rejected by the receiver: %s", w.rejectedErr)}
