@@ -147,8 +147,8 @@ func (d *Daemon) run(ctx context.Context) error {
 	if err != nil {
 		d.log.Error("status socket not available", "path", cfg.Status.Socket, "err", err)
 	}
-	sup := start(life, d.supervise)
 	notify("READY=1")
+	sup := start(life, d.supervise) // after READY: WATCHDOG=1 and STATUS= follow it
 	d.log.Info("started", "sensors", len(cfg.Sensors), "uplink", d.uplinkName(cfg))
 
 	for {
