@@ -87,7 +87,7 @@ func ordered(pairs ...any) *yaml.Node {
 		case int:
 			v = yaml.Node{Kind: yaml.ScalarNode, Value: strconv.Itoa(x), Tag: "!!int"}
 		case float64:
-			v = yaml.Node{Kind: yaml.ScalarNode, Value: strconv.FormatFloat(x, 'g', -1, 64), Tag: "!!float"}
+			v = yaml.Node{Kind: yaml.ScalarNode, Value: strconv.FormatFloat(x, 'f', -1, 64)}
 		default:
 			if err := v.Encode(x); err != nil {
 				panic(fmt.Sprintf("config field %v: %v", pairs[i], err))
