@@ -91,24 +91,8 @@ func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxByt
 		}
 	}
 	if b := tx.Bucket(streamBucket(stream)); b != nil {
-		c := b.Cursor()
-		for k, v := c.Seek(itob(from)); k != nil && len(batch.Readings) < maxReadings; k, v = c.Next() {
-			if len(k) != 8 {
-				return nil, fmt.Errorf("stream %v: key %x: %w", stream, k, ErrCorrupt)
-			}
-			if btoi(k) > to {
-				break
-			}
-			r, err := s.decode(stream, btoi(k), v)
-			if err != nil {
-				return nil, err
-			}
-			line = reading.AppendReading(line[:0], &r)
-			if len(batch.Readings) > 0 && size+len(line)+1 > maxBytes {
-				break
-			}
-			size += len(line) + 1
-			batch.Readings = append(batch.Readings, r)
+		if err := s.collect(b, batch, from, to, size, maxReadings, maxBytes); err != nil {
+			return nil, err
 		}
 	}
 	n := len(batch.Readings)
@@ -138,6 +122,34 @@ func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxByt
 		s.handed[rangeKey{stream, d.From}] = d.To
 	}
 	return batch, nil
+}
+
+// collect adds to batch the readings of stream bucket b with seqs from
+// from to to, as long as the batch stays within maxReadings and maxBytes of
+// wire encoding (size is what it holds already; a first reading larger
+// than maxBytes still comes alone). s.tab.mu is held.
+func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, maxReadings, maxBytes int) error {
+	var line []byte
+	c := b.Cursor()
+	for k, v := c.Seek(itob(from)); k != nil && len(batch.Readings) < maxReadings; k, v = c.Next() {
+		if len(k) != 8 {
+			return fmt.Errorf("stream %v: key %x: %w", batch.Stream, k, ErrCorrupt)
+		}
+		if btoi(k) > to {
+			break
+		}
+		r, err := s.decode(batch.Stream, btoi(k), v)
+		if err != nil {
+			return err
+		}
+		line = reading.AppendReading(line[:0], &r)
+		if len(batch.Readings) > 0 && size+len(line)+1 > maxBytes {
+			break
+		}
+		size += len(line) + 1
+		batch.Readings = append(batch.Readings, r)
+	}
+	return nil
 }
 
 // decode turns a stored value into a reading; s.tab.mu is held.
@@ -292,20 +304,8 @@ func (s *Spool) NextFresh(maxReadings, maxBytes, minBacklog int) (*Batch, error)
 		s.tab.mu.RLock()
 		defer s.tab.mu.RUnlock()
 		batch = &Batch{Stream: stream}
-		size := 0
-		var line []byte
-		c := b.Cursor()
-		for k, v := c.Seek(itob(from)); k != nil && len(batch.Readings) < maxReadings; k, v = c.Next() {
-			r, err := s.decode(stream, btoi(k), v)
-			if err != nil {
-				return err
-			}
-			line = reading.AppendReading(line[:0], &r)
-			if len(batch.Readings) > 0 && size+len(line)+1 > maxBytes {
-				break
-			}
-			size += len(line) + 1
-			batch.Readings = append(batch.Readings, r)
+		if err := s.collect(b, batch, from, reading.MaxSeq, 0, maxReadings, maxBytes); err != nil {
+			return err
 		}
 		n := len(batch.Readings)
 		if n == 0 {
