@@ -112,6 +112,7 @@ func (p *proc) stop(t *testing.T) {
 type rig struct {
 	dir, dbURL, url, config, socket string
 	broker                          string
+	liveStream                      string // the daemon's stream at the end
 	receiver                        *proc
 	db                              *pgx.Conn
 }
@@ -203,6 +204,7 @@ func (r *rig) drainAll(t *testing.T) daemon.Status {
 		st, err := r.status(t)
 		if err == nil && st.Spool.Readings == 0 && st.Uplink.State != "retrying" {
 			d.stop(t)
+			r.liveStream = st.Spool.Stream
 			return st
 		}
 		if time.Now().After(deadline) {
@@ -213,32 +215,66 @@ func (r *rig) drainAll(t *testing.T) daemon.Status {
 	}
 }
 
-// checkAccounting: for every stream, the stored seqs cover 1..max with no
-// hole and no conflict, and the live stream reaches the device's seq.
-func (r *rig) checkAccounting(t *testing.T, liveSeq uint64) {
+// checkAccounting: for every stream, the stored seqs plus the ranges the
+// device reported dropped cover 1..max with no hole, nothing was stored
+// twice with different contents, and the live stream reaches the device's
+// committed seq. It returns the number of streams.
+func (r *rig) checkAccounting(t *testing.T, liveSeq uint64) int {
 	t.Helper()
 	ctx := context.Background()
-	rows, err := r.db.Query(ctx, `SELECT stream, count(*), min(seq), max(seq) FROM readings WHERE device_id = 'pi-e2e' GROUP BY stream`)
+	rows, err := r.db.Query(ctx, `SELECT stream, seq FROM readings WHERE device_id = 'pi-e2e' ORDER BY stream, seq`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	var total, maxSeq int64
-	streams := 0
+	stored := map[int64][]int64{}
 	for rows.Next() {
-		var stream, n, lo, hi int64
-		if err := rows.Scan(&stream, &n, &lo, &hi); err != nil {
+		var stream, seq int64
+		if err := rows.Scan(&stream, &seq); err != nil {
 			t.Fatal(err)
 		}
-		streams++
-		total += n
-		maxSeq = max(maxSeq, hi)
-		if lo != 1 || n != hi {
-			t.Errorf("stream %016x: %d readings stored for seqs %d..%d; want 1..max with no hole", uint64(stream), n, lo, hi)
-		}
+		stored[stream] = append(stored[stream], seq)
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
+	}
+	dropped := map[int64][][2]int64{}
+	rows, err = r.db.Query(ctx, `SELECT stream, seq_from, seq_to FROM dropped_ranges WHERE device_id = 'pi-e2e'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var stream, from, to int64
+		if err := rows.Scan(&stream, &from, &to); err != nil {
+			t.Fatal(err)
+		}
+		dropped[stream] = append(dropped[stream], [2]int64{from, to})
+	}
+	rows.Close()
+	var total, drops, maxLive int64
+	for stream, seqs := range stored {
+		covered := map[int64]bool{}
+		hi := seqs[len(seqs)-1]
+		for _, s := range seqs {
+			covered[s] = true
+		}
+		for _, d := range dropped[stream] {
+			for s := d[0]; s <= d[1]; s++ {
+				covered[s] = true
+				drops++
+			}
+			hi = max(hi, d[1])
+		}
+		for s := int64(1); s <= hi; s++ {
+			if !covered[s] {
+				t.Errorf("stream %016x: seq %d neither stored nor reported dropped (a real gap)", uint64(stream), s)
+				break
+			}
+		}
+		total += int64(len(seqs))
+		if fmt.Sprintf("%016x", uint64(stream)) == r.liveStream {
+			maxLive = hi
+		}
 	}
 	var conflicts int64
 	if err := r.db.QueryRow(ctx, `SELECT count(*) FROM conflicts`).Scan(&conflicts); err != nil {
@@ -247,10 +283,11 @@ func (r *rig) checkAccounting(t *testing.T, liveSeq uint64) {
 	if conflicts != 0 {
 		t.Errorf("%d conflicts: a seq reached the receiver twice with different contents", conflicts)
 	}
-	if streams != 1 || uint64(maxSeq) != liveSeq {
-		t.Errorf("%d streams, highest stored seq %d; want one stream up to the device's committed seq %d", streams, maxSeq, liveSeq)
+	if uint64(maxLive) != liveSeq {
+		t.Errorf("highest seq of the live stream %s: %d stored or dropped; want the device's committed seq %d", r.liveStream, maxLive, liveSeq)
 	}
-	t.Logf("%d readings stored in %d stream(s), seq 1..%d contiguous, 0 conflicts", total, streams, maxSeq)
+	t.Logf("%d readings stored in %d stream(s), %d reported dropped, every seq accounted for, 0 conflicts", total, len(stored), drops)
+	return len(stored)
 }
 
 func TestSteadyStateHTTP(t *testing.T) {
@@ -306,7 +343,9 @@ func TestKillLoopHTTP(t *testing.T) {
 	if st.Spool.Quarantined != 0 {
 		t.Errorf("%d spool files quarantined after 20 kill -9s; want none", st.Spool.Quarantined)
 	}
-	r.checkAccounting(t, st.Spool.Seq)
+	if n := r.checkAccounting(t, st.Spool.Seq); n != 1 {
+		t.Errorf("%d streams after kill -9s; want the one stream", n)
+	}
 }
 
 // TestReceiverOutageHTTP: the receiver is down for a while as readings
@@ -358,6 +397,37 @@ func TestBrokerKillMQTT(t *testing.T) {
 		broker.Start()
 	}
 	time.Sleep(time.Second)
+	d.stop(t)
+	r.checkAccounting(t, r.drainAll(t).Spool.Seq)
+}
+
+// TestCorruptSpoolAtStart: a spool file that cannot be read is quarantined
+// at start, a new stream begins, and what it samples arrives.
+func TestCorruptSpoolAtStart(t *testing.T) {
+	pg := testserver.StartPostgres(t)
+	r := newRig(t, pg, "corrupt", "")
+	garbage := make([]byte, 64<<10)
+	for i := range garbage {
+		garbage[i] = byte(i * 7919)
+	}
+	if err := os.WriteFile(filepath.Join(r.dir, "spool.db"), garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.writeConfig(t, 10)
+	d := r.startDaemon(t)
+	time.Sleep(3 * time.Second)
+	st, err := r.status(t)
+	if err != nil {
+		log, _ := os.ReadFile(d.log)
+		t.Fatalf("daemon not answering after a corrupt spool: %v\n%s", err, log)
+	}
+	if st.Spool.Quarantined != 1 || st.Uplink.Sent == 0 {
+		t.Errorf("after a corrupt spool: %d quarantined, %d sent; want 1 quarantined and readings flowing", st.Spool.Quarantined, st.Uplink.Sent)
+	}
+	quarantined, _ := filepath.Glob(filepath.Join(r.dir, "spool.db.quarantined-*"))
+	if len(quarantined) != 1 {
+		t.Errorf("quarantined files: %v; want the corrupt one kept aside", quarantined)
+	}
 	d.stop(t)
 	r.checkAccounting(t, r.drainAll(t).Spool.Seq)
 }
