@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outpost-iot/outpost/daemon"
+	"github.com/outpost-iot/outpost/internal/faultproxy"
 	"github.com/outpost-iot/outpost/internal/testserver"
 )
 
@@ -325,9 +326,20 @@ func steadyState(t *testing.T, broker string) {
 // TestKillLoopHTTP SIGKILLs the daemon at random moments while it samples
 // and drains, 20 times, restarting it each time; then drains what is left.
 // Nothing committed may be lost, nothing stored twice differently.
-func TestKillLoopHTTP(t *testing.T) {
+func TestKillLoopHTTP(t *testing.T) { killLoop(t, "") }
+
+// TestKillLoopMQTT: the same through Mosquitto and receipts.
+func TestKillLoopMQTT(t *testing.T) {
+	killLoop(t, testserver.StartMosquitto(t, testserver.MosquittoOptions{}).URL())
+}
+
+func killLoop(t *testing.T, broker string) {
 	pg := testserver.StartPostgres(t)
-	r := newRig(t, pg, "killloop", "")
+	name := "killloop_http"
+	if broker != "" {
+		name = "killloop_mqtt"
+	}
+	r := newRig(t, pg, name, broker)
 	r.writeConfig(t, 10)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 20 {
@@ -429,5 +441,63 @@ func TestCorruptSpoolAtStart(t *testing.T) {
 		t.Errorf("quarantined files: %v; want the corrupt one kept aside", quarantined)
 	}
 	d.stop(t)
+	r.checkAccounting(t, r.drainAll(t).Spool.Seq)
+}
+
+// TestPostgresRestartMidDrain: the receiver's database stops while a
+// backlog drains (the receiver answers 503, the device retries) and comes
+// back: everything arrives once.
+func TestPostgresRestartMidDrain(t *testing.T) {
+	pg := testserver.StartPostgres(t)
+	r := newRig(t, pg, "pgrestart", "")
+	r.writeConfig(t, 10)
+	d := r.startDaemon(t)
+	time.Sleep(2 * time.Second)
+	r.db.Close(context.Background())
+	pg.Stop()
+	time.Sleep(3 * time.Second)
+	pg.Start()
+	var err error
+	if r.db, err = pgx.Connect(context.Background(), r.dbURL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	d.stop(t)
+	r.checkAccounting(t, r.drainAll(t).Spool.Seq)
+}
+
+// TestFlakyNetworkHTTP: a fault proxy between the daemon and the receiver
+// drops, blackholes, delays and resets connections (some after the
+// receiver stored the batch); every reading still arrives, once.
+func TestFlakyNetworkHTTP(t *testing.T) {
+	pg := testserver.StartPostgres(t)
+	r := newRig(t, pg, "flaky", "")
+	proxy, err := faultproxy.New(strings.TrimPrefix(r.url, "http://"), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	proxy.SetFaults(faultproxy.Faults{DropMidRequest: 0.1, Blackhole: 0.05, ResetBeforeAnswer: 0.1, Delayed: 0.2, Delay: 50 * time.Millisecond})
+	direct := r.url
+	r.url = "http://" + proxy.Addr()
+	r.writeConfig(t, 10)
+	d := r.startDaemon(t)
+	// Keep-alive would carry everything on one connection: reset them all
+	// every 300ms, so each new one draws a fault (and in-flight requests
+	// die at random points).
+	for range 27 {
+		time.Sleep(300 * time.Millisecond)
+		proxy.ResetAll()
+	}
+	d.stop(t)
+	counts, conns := proxy.Counts(), 0
+	for _, n := range counts {
+		conns += n
+	}
+	t.Logf("%d connections through the proxy: %v", conns, counts)
+	if conns < 20 || counts[faultproxy.ResetBeforeAnswer]+counts[faultproxy.DropMidRequest] == 0 {
+		t.Errorf("only %d connections, faults %v: the test lost its teeth", conns, counts)
+	}
+	r.url = direct
 	r.checkAccounting(t, r.drainAll(t).Spool.Seq)
 }
