@@ -99,6 +99,29 @@ var packages = []pkg{
 		},
 		manpage: "outpost.8",
 	},
+	{
+		name:    "outpost-receiver",
+		arches:  []arch{amd64, arm64},
+		section: "net",
+		summary: "receiver that stores Outpost devices' readings",
+		description: "The cloud side of Outpost: accepts batches of readings from Outpost\n" +
+			"devices over HTTP and MQTT and stores each reading exactly once in\n" +
+			"PostgreSQL or SQLite, with per-device accounting of gaps and drops\n" +
+			"and a query API.\n" +
+			"\n" +
+			"This package ships the outpost-receiver command and its systemd unit;\n" +
+			"the service runs as the outpost-receiver system user and keeps its\n" +
+			"SQLite database in /var/lib/outpost-receiver unless told otherwise.",
+		depends: []string{"adduser"},
+		files: []file{
+			{src: "bin/{bindir}/outpost-receiver", dst: "/usr/bin/outpost-receiver", mode: 0o755},
+			{src: "systemd/outpost-receiver.service", dst: "/usr/lib/systemd/system/outpost-receiver.service", mode: 0o644},
+			{src: "packaging/outpost-receiver/default", dst: "/etc/default/outpost-receiver", mode: 0o640, conffile: true},
+			{src: "packaging/outpost-receiver/copyright", dst: "/usr/share/doc/outpost-receiver/copyright", mode: 0o644},
+			{src: "packaging/outpost-receiver/lintian-overrides", dst: "/usr/share/lintian/overrides/outpost-receiver", mode: 0o644},
+		},
+		manpage: "outpost-receiver.8",
+	},
 }
 
 func main() {

@@ -44,7 +44,10 @@ NEWVERSION=$VERSION+test1
 mkdir -p "$WORK/dist"
 cp "$DEB" "$WORK/dist/old.deb"
 "$BUILDER" -root "$REPO" -out "$WORK/new" -version "$NEWVERSION" -arch "$ARCH" >/dev/null
-mv "$WORK/new"/*.deb "$WORK/dist/new.deb"
+mv "$WORK/new"/outpost_*.deb "$WORK/dist/new.deb"
+# The receiver's package, where the architecture has one.
+RDEB=$(ls "$REPO"/dist/outpost-receiver_*-1_"$ARCH".deb 2>/dev/null | head -1 || true)
+[ -z "$RDEB" ] || cp "$RDEB" "$WORK/dist/receiver.deb"
 
 setsid systemd-nspawn -q -x -D "$ROOTFS" -b --register=no --keep-unit --console=passive \
 	--machine="$NAME" --bind-ro="$WORK/dist:/dist" >"$LOG" 2>&1 &
@@ -254,6 +257,24 @@ check "state removed on purge" X test ! -e /var/lib/outpost
 check "config removed on purge" X test ! -e /etc/outpost
 eq "package gone" "$(X dpkg-query -W -f='${Status}' outpost 2>/dev/null || echo gone)" gone
 check "unit not left masked" X test ! -L /etc/systemd/system/outpost.service
+
+if [ -n "$RDEB" ]; then
+	echo "outpost-receiver"
+	if [ "$(dpkg --print-architecture)" != "$ARCH" ]; then # as for outpost above
+		X mkdir -p /etc/systemd/system/outpost-receiver.service.d
+		X sh -c 'printf "[Service]\nPrivateUsers=no\n" >/etc/systemd/system/outpost-receiver.service.d/test.conf'
+	fi
+	X env DEBIAN_FRONTEND=noninteractive dpkg -i /dist/receiver.deb >"$WORK/dpkg.log" 2>&1 || { cat "$WORK/dpkg.log"; fail "dpkg -i outpost-receiver"; }
+	wait_for 30 X systemctl is-active --quiet outpost-receiver && ok "receiver active" || fail "receiver active"
+	eq "receiver user" "$(X stat -c '%a %U:%G' /var/lib/outpost-receiver)" "750 outpost-receiver:outpost-receiver"
+	eq "receiver environment file" "$(X stat -c '%a %U:%G' /etc/default/outpost-receiver)" "640 root:outpost-receiver"
+	check "receiver's SQLite in its state dir" X test -s /var/lib/outpost-receiver/receiver.db
+	check "receiver answers /healthz" X bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080 && printf "GET /healthz HTTP/1.0\r\n\r\n" >&3 && grep -q "^ok" <&3'
+	tok=$(X runuser -u outpost-receiver -- outpost-receiver device add pi-07 --database-url sqlite:/var/lib/outpost-receiver/receiver.db 2>/dev/null || true)
+	check "device add prints a token" test -n "$tok"
+	X env DEBIAN_FRONTEND=noninteractive dpkg --purge outpost-receiver >"$WORK/dpkg.log" 2>&1 || { cat "$WORK/dpkg.log"; fail "dpkg --purge outpost-receiver"; }
+	check "receiver state removed on purge" X test ! -e /var/lib/outpost-receiver
+fi
 
 if [ "$FAILED" != 0 ]; then
 	echo "--- journal of this boot (outpost and systemd's lines about it)"
