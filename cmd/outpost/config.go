@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 
@@ -16,16 +15,11 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: want 'outpost config check'", errUsage)
 	}
-	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", daemon.DefaultConfigPath, "configuration `file`")
-	if err := fs.Parse(args[1:]); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	path, err := commandFlags("config check", args[1:], stderr, nil)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	cfg, err := daemon.LoadConfig(*path)
+	cfg, err := daemon.LoadConfig(path)
 	if err != nil {
 		return err
 	}
@@ -33,8 +27,8 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	for _, w := range cfg.Warnings() {
-		fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
+		fmt.Fprintf(stderr, "%s: warning: %s\n", path, w)
 	}
-	fmt.Fprintf(stderr, "%s: configuration is valid\n", *path)
+	fmt.Fprintf(stderr, "%s: configuration is valid\n", path)
 	return nil
 }

@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -99,14 +98,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 		}
 		// Every command takes --config; the scan looks at the hardware,
 		// not at the configuration, so it only checks the flag's syntax.
-		fs := flag.NewFlagSet("sensors scan", flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		fs.String("config", daemon.DefaultConfigPath, "configuration `file`")
-		if err := fs.Parse(args[2:]); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
-		if fs.NArg() > 0 {
-			return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+		if _, err := commandFlags("sensors scan", args[2:], stderr, nil); err != nil {
+			return err
 		}
 		return scan.Run(stdout, scan.Options{})
 	case "help", "--help", "-h":
