@@ -193,16 +193,10 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 		m.reject(msg, "", fmt.Errorf("topic %q is not %s/<device>/readings", msg.Topic(), m.opt.Prefix), 0)
 		return
 	}
-	payload := msg.Payload()
-	var src io.Reader = bytes.NewReader(payload)
-	if len(payload) >= 2 && payload[0] == 0x1f && payload[1] == 0x8b {
-		zr, err := gzip.NewReader(src)
-		if err != nil {
-			m.reject(msg, device, fmt.Errorf("invalid gzip data: %w", err), 0)
-			return
-		}
-		defer zr.Close()
-		src = zr
+	src, err := openPayload(msg.Payload())
+	if err != nil {
+		m.reject(msg, device, err, 0)
+		return
 	}
 	src = &limitReader{r: src, n: m.opt.MaxDecodedBytes}
 	b, err := decodeLinesOf(src, reading.Limits{MaxLines: m.opt.MaxLines}, device, "topic")
@@ -276,17 +270,26 @@ func (m *MQTT) reject(msg mqtt.Message, device string, err error, line int) {
 	msg.Ack()
 }
 
+// openPayload returns a message's NDJSON, gunzipped when it starts with
+// gzip's magic bytes (devices may compress, and MQTT has no header to say
+// so).
+func openPayload(payload []byte) (io.Reader, error) {
+	if len(payload) >= 2 && payload[0] == 0x1f && payload[1] == 0x8b {
+		zr, err := gzip.NewReader(bytes.NewReader(payload))
+		if err != nil {
+			return nil, fmt.Errorf("invalid gzip data: %w", err)
+		}
+		return zr, nil
+	}
+	return bytes.NewReader(payload), nil
+}
+
 // identify reads what it can of a message that failed to decode: the
 // stream of its lines and their seqs, ignoring everything else.
 func identify(payload []byte, maxBytes int64) (stream string, seqs []uint64) {
-	var src io.Reader = bytes.NewReader(payload)
-	if len(payload) >= 2 && payload[0] == 0x1f && payload[1] == 0x8b {
-		zr, err := gzip.NewReader(src)
-		if err != nil {
-			return "", nil
-		}
-		defer zr.Close()
-		src = zr
+	src, err := openPayload(payload)
+	if err != nil {
+		return "", nil
 	}
 	sc := bufio.NewScanner(io.LimitReader(src, maxBytes))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
