@@ -462,19 +462,8 @@ func (s *Spool) kickWriter() {
 func (s *Spool) waitGen(ctx context.Context, g uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.doneGen < g {
-		if s.writerDone {
-			return fmt.Errorf("spool: %w", ErrClosed)
-		}
-		ch := s.commitCh
-		s.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			s.mu.Lock()
-			return fmt.Errorf("spool: waiting for commit: %w", context.Cause(ctx))
-		case <-ch:
-		}
-		s.mu.Lock()
+	if err := s.waitUntil(ctx, func() bool { return s.doneGen >= g }); err != nil {
+		return fmt.Errorf("spool: waiting for commit: %w", err)
 	}
 	if s.okGen < g {
 		return fmt.Errorf("spool: %w: %w", ErrNotCommitted, s.doneErr)
@@ -501,16 +490,25 @@ func (s *Spool) Flush(ctx context.Context) error {
 func (s *Spool) WaitCommitted(ctx context.Context, seq uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.committed < seq {
+	if err := s.waitUntil(ctx, func() bool { return s.committed >= seq }); err != nil {
+		return fmt.Errorf("spool: waiting for seq %d: %w", seq, err)
+	}
+	return nil
+}
+
+// waitUntil waits, s.mu held, for a commit after which done() holds. It
+// fails with ErrClosed once the writer has stopped, or with ctx's cause.
+func (s *Spool) waitUntil(ctx context.Context, done func() bool) error {
+	for !done() {
 		if s.writerDone {
-			return fmt.Errorf("spool: wait: %w", ErrClosed)
+			return ErrClosed
 		}
 		ch := s.commitCh
 		s.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			s.mu.Lock()
-			return fmt.Errorf("spool: waiting for seq %d: %w", seq, context.Cause(ctx))
+			return context.Cause(ctx)
 		case <-ch:
 		}
 		s.mu.Lock()
