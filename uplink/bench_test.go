@@ -91,17 +91,23 @@ func BenchmarkDrainHTTP(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer h.Close()
-			o := newBenchOutbox(b.N)
-			d := &Drainer{Outbox: o, Sender: h, MaxReadings: 500, InFlight: 4}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { d.Run(ctx); close(done) }()
-			<-o.done
-			cancel()
-			<-done
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "readings/s")
+			drainBench(b, h)
 		})
 	}
+}
+
+// drainBench drains b.N readings in batches of 500 through s, 4 in flight,
+// and reports readings/s.
+func drainBench(b *testing.B, s Sender) {
+	o := newBenchOutbox(b.N)
+	d := &Drainer{Outbox: o, Sender: s, MaxReadings: 500, InFlight: 4}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	<-o.done
+	cancel()
+	<-done
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "readings/s")
 }
 
 func BenchmarkRawPostHTTP(b *testing.B) {
@@ -196,15 +202,7 @@ func BenchmarkDrainMQTT(b *testing.B) {
 				}
 			}
 			b.ResetTimer()
-			o := newBenchOutbox(b.N)
-			d := &Drainer{Outbox: o, Sender: m, MaxReadings: 500, InFlight: 4}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { d.Run(ctx); close(done) }()
-			<-o.done
-			cancel()
-			<-done
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "readings/s")
+			drainBench(b, m)
 		})
 	}
 }
