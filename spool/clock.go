@@ -1,12 +1,16 @@
 package spool
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // BootID identifies one boot of the device, as the kernel's
@@ -81,4 +85,78 @@ func decodeBootRec(b []byte) (bootRec, error) {
 	}
 	r.offset = time.Duration(off)
 	return r, nil
+}
+
+// correct gives a reading stored unsynced the time its boot clock says,
+// once the wall-clock offset of its boot is known: CLOCK_BOOTTIME when it
+// was taken plus the boot's latest offset, without the unsynced flag. A
+// reading taken synced, or in a boot that ended before any sync, is left
+// as stored. boots is the boots table.
+func correct(d *stored, boots []bootRec) {
+	if !d.unsynced || !d.hasBoot || int(d.boot) >= len(boots) {
+		return
+	}
+	if r := boots[d.boot]; r.offsetKnown {
+		d.time = time.Unix(0, int64(r.offset)+int64(d.bootTime)).UTC()
+		d.unsynced = false
+	}
+}
+
+// SetBootOffset records in the boots table the wall-clock offset of a boot:
+// the wall clock minus CLOCK_BOOTTIME, measured once the clock is
+// synchronised (again after a step). From then on the readings of that
+// boot stored unsynced are read (Next, NextFresh, Each, dead letters,
+// Salvage) with the time CLOCK_BOOTTIME + offset and without the unsynced
+// flag; readings stored synced keep their time. The backlog is not
+// rewritten: the commit holding the offset writes one small record. It
+// returns once that is committed.
+func (s *Spool) SetBootOffset(ctx context.Context, boot BootID, offset time.Duration) error {
+	if boot == (BootID{}) {
+		return errors.New("spool: set boot offset: no boot id")
+	}
+	o := &op{kind: opBootOffset, boot: boot, offset: offset}
+	// Readers see the offset only once it is committed, so nothing is sent
+	// corrected that a restart would send uncorrected.
+	o.committed = func() {
+		s.dbMu.RLock()
+		defer s.dbMu.RUnlock()
+		s.tab.setOffset(boot, offset)
+	}
+	if err := s.submit(ctx, o); err != nil {
+		return fmt.Errorf("spool: set boot offset of %v: %w", boot, err)
+	}
+	return nil
+}
+
+// BootOffset returns the offset recorded for a boot, and whether there is
+// one.
+func (s *Spool) BootOffset(boot BootID) (time.Duration, bool) {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	t := s.tab
+	if t == nil {
+		return 0, false
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if idx, ok := t.bootIDs[boot]; ok && t.boots[idx].offsetKnown {
+		return t.boots[idx].offset, true
+	}
+	return 0, false
+}
+
+// applyBootOffset writes the boot record of o.boot with its offset, adding
+// the boot when new. The in-memory table takes the offset when the commit
+// succeeded (op.committed).
+func (s *Spool) applyBootOffset(tx *bolt.Tx, o *op) error {
+	idx, err := s.tab.bootIndex(tx, o.boot)
+	if err != nil {
+		return err
+	}
+	b := tx.Bucket(bucketBoots)
+	r := bootRec{id: o.boot, offsetKnown: true, offset: o.offset}
+	if err := b.Put(binary.BigEndian.AppendUint32(nil, idx), r.encode()); err != nil {
+		return fmt.Errorf("failed to record the clock offset of boot %v: %w", o.boot, err)
+	}
+	return nil
 }

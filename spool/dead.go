@@ -34,20 +34,30 @@ const (
 	opDeadLetter opKind = iota
 	opResend
 	opPurge
+	opBootOffset // clock.go
 )
 
-// op is a dead-letter operation the writer applies in its next commit.
+// op is an operation the writer applies in its next commit: a dead-letter
+// one, or recording a boot's clock offset.
 type op struct {
 	kind     opKind
 	stream   reading.StreamID
 	from, to uint64
 	reason   string
-	err      error
-	done     chan struct{}
+	boot     BootID
+	offset   time.Duration
+	// committed, if set, runs once the commit holding the op succeeded,
+	// before its waiter wakes.
+	committed func()
+	err       error
+	done      chan struct{}
 }
 
 func (o *op) finish(err error) {
 	o.err = err
+	if err == nil && o.committed != nil {
+		o.committed()
+	}
 	close(o.done)
 }
 
@@ -222,10 +232,13 @@ func decodeDead(k, v []byte) (DeadLetter, []deadEntry, error) {
 	return d, entries, nil
 }
 
-// applyOp applies a dead-letter operation inside a commit. Problems of the
-// operation itself (nothing to dead-letter, no such record) go to o.err and
-// do not fail the commit.
+// applyOp applies an operation inside a commit. Problems of the operation
+// itself (nothing to dead-letter, no such record) go to o.err and do not
+// fail the commit.
 func (s *Spool) applyOp(tx *bolt.Tx, meta *bolt.Bucket, c *counters, o *op, now time.Time) error {
+	if o.kind == opBootOffset {
+		return s.applyBootOffset(tx, o)
+	}
 	dead, err := tx.CreateBucketIfNotExists(bucketDead)
 	if err != nil {
 		return fmt.Errorf("failed to open dead-letter bucket: %w", err)

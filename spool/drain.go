@@ -152,12 +152,17 @@ func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, max
 	return nil
 }
 
-// decode turns a stored value into a reading; s.tab.mu is held.
+// decode turns a stored value into a reading; s.tab.mu is held. A reading
+// taken before the clock was synchronised comes out with its corrected
+// time once its boot's offset is known (SetBootOffset): the correction is
+// applied here, as readings are read for sending or export, never by
+// rewriting the backlog.
 func (s *Spool) decode(stream reading.StreamID, seq uint64, v []byte) (reading.Reading, error) {
 	d, err := decodeStored(v)
 	if err != nil {
 		return reading.Reading{}, fmt.Errorf("stream %v seq %d: %w", stream, seq, err)
 	}
+	correct(&d, s.tab.boots)
 	ser, ok := s.tab.lookup(d.series)
 	if !ok {
 		return reading.Reading{}, fmt.Errorf("stream %v seq %d: unknown series %d: %w", stream, seq, d.series, ErrCorrupt)

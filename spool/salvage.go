@@ -177,6 +177,9 @@ func (s *Spool) salvageStream(ctx context.Context, src *bolt.DB, si streamInfo, 
 					if int(d.series) >= len(names) || d.hasBoot && int(d.boot) >= len(boots) {
 						return fmt.Errorf("seq %d: unknown series or boot: %w", seq, ErrCorrupt)
 					}
+					// The offset lives in the old file's boots table:
+					// apply it now, as the readings are rewritten.
+					correct(&d, boots)
 					n := names[d.series]
 					e := entry{seq: seq, r: reading.Reading{Sensor: n.sensor, Unit: n.unit, Labels: n.labels,
 						Value: d.value, Time: d.time, Unsynced: d.unsynced}}

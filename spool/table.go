@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -149,4 +150,13 @@ func (t *table) lookup(id uint32) (series, bool) {
 		return series{}, false
 	}
 	return t.series[id], true
+}
+
+// setOffset records a committed boot offset in memory.
+func (t *table) setOffset(boot BootID, offset time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if idx, ok := t.bootIDs[boot]; ok {
+		t.boots[idx].offsetKnown, t.boots[idx].offset = true, offset
+	}
 }
