@@ -93,9 +93,8 @@ func (r *runner) run(ctx context.Context) {
 			r.status.Device = d.String()
 			r.mu.Unlock()
 		}
-		now := time.Now()
-		boot := bootTime()
-		r.busySince.Store(now.UnixNano())
+		stamp := r.env.clock.Stamp()
+		r.busySince.Store(time.Now().UnixNano())
 		ms, err := dev.Read(ctx, r.buf[:0])
 		r.busySince.Store(0)
 		r.buf = ms[:0]
@@ -103,7 +102,7 @@ func (r *runner) run(ctx context.Context) {
 			return // a read cut short by shutdown is not a sensor failure
 		}
 		if len(ms) > 0 {
-			r.hand(ctx, ms, now.UTC(), boot)
+			r.hand(ctx, ms, stamp)
 		}
 		if err != nil && len(ms) == 0 {
 			if cerr := dev.Close(); cerr != nil {
@@ -119,7 +118,8 @@ func (r *runner) run(ctx context.Context) {
 }
 
 // hand gives the measurements to the sink and records them as the last.
-func (r *runner) hand(ctx context.Context, ms []Measurement, t time.Time, boot time.Duration) {
+func (r *runner) hand(ctx context.Context, ms []Measurement, st Stamp) {
+	t := st.Time.UTC()
 	var sinkErr error
 	var handed, refused uint64
 	for i := range ms {
@@ -129,7 +129,7 @@ func (r *runner) hand(ctx context.Context, ms []Measurement, t time.Time, boot t
 			name = r.spec.Name + "." + m.Name
 			r.names[m.Name] = name
 		}
-		err := r.sink.Add(ctx, Sample{Sensor: name, Unit: m.Unit, Value: m.Value, Labels: m.Labels, Time: t, BootTime: boot})
+		err := r.sink.Add(ctx, Sample{Sensor: name, Unit: m.Unit, Value: m.Value, Labels: m.Labels, Time: t, BootTime: st.BootTime, Unsynced: st.Unsynced})
 		if err != nil {
 			if ctx.Err() != nil {
 				return

@@ -27,10 +27,31 @@ type Sample struct {
 	// suspend included, from which a later-known clock offset gives the
 	// true time of a reading taken before the clock was synchronised.
 	BootTime time.Duration
-	// Unsynced is set when Time was taken before the clock was
-	// synchronised. The sampler leaves it false; the daemon sets it.
+	// Unsynced is set when Time was taken while the wall clock was not
+	// synchronised, as Options.Clock said.
 	Unsynced bool
 }
+
+// Clock stamps readings. The daemon passes its own, which knows whether
+// the wall clock is synchronised; tests pass a fake.
+type Clock interface {
+	// Stamp reads the wall clock and CLOCK_BOOTTIME at one moment, and
+	// says whether the wall clock was synchronised then.
+	Stamp() Stamp
+}
+
+// Stamp is when a reading was taken.
+type Stamp struct {
+	Time     time.Time
+	BootTime time.Duration
+	Unsynced bool
+}
+
+// systemClock is the default Clock: the system's wall clock and
+// CLOCK_BOOTTIME, never flagged unsynced.
+type systemClock struct{}
+
+func (systemClock) Stamp() Stamp { return Stamp{Time: time.Now(), BootTime: bootTime()} }
 
 // Sink takes the samples. Add may block (back-pressure); an error is
 // counted and logged once per change, and the sampler carries on.
@@ -70,6 +91,9 @@ type Options struct {
 	// openGPIO finds a GPIO line; nil uses the character device. Tests
 	// set it.
 	openGPIO func(chip, line string) (gpio.PinIO, error)
+	// Clock stamps each read; nil means the system clocks, with readings
+	// never flagged unsynced.
+	Clock Clock
 	// MaxBackoff caps the wait before a failed sensor is retried; 0 means
 	// one minute (or the sensor's interval if longer).
 	MaxBackoff time.Duration
@@ -77,6 +101,7 @@ type Options struct {
 
 // env is what opening a sensor may need of the host.
 type env struct {
+	clock    Clock
 	sysRoot  string
 	openI2C  func(bus string) (i2c.BusCloser, error)
 	openGPIO func(chip, line string) (gpio.PinIO, error)
@@ -101,7 +126,10 @@ func New(specs []SensorSpec, sink Sink, opts Options) (*Sampler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &env{sysRoot: opts.SysRoot, openI2C: opts.OpenI2C, openGPIO: opts.openGPIO}
+	e := &env{clock: opts.Clock, sysRoot: opts.SysRoot, openI2C: opts.OpenI2C, openGPIO: opts.openGPIO}
+	if e.clock == nil {
+		e.clock = systemClock{}
+	}
 	if e.sysRoot == "" {
 		e.sysRoot = "/sys"
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -255,4 +256,56 @@ func TestStuck(t *testing.T) {
 	if st := s.Status()[0]; len(st.Last) != 1 || st.Last[0].Value != 42 {
 		t.Errorf("soc status = %+v; want the value read after the hang", st)
 	}
+}
+
+// stepClock is a Clock whose stamps a test sets.
+type stepClock struct {
+	mu sync.Mutex
+	st Stamp
+}
+
+func (c *stepClock) Stamp() Stamp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st
+}
+
+func (c *stepClock) set(st Stamp) {
+	c.mu.Lock()
+	c.st = st
+	c.mu.Unlock()
+}
+
+func TestStampsFromOptionsClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		unsynced := Stamp{Time: time.Unix(42, 0), BootTime: 42 * time.Second, Unsynced: true}
+		synced := Stamp{Time: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC), BootTime: 43 * time.Second}
+		clk := &stepClock{st: unsynced}
+		sink := &memSink{}
+		s, err := New([]SensorSpec{SimSensor("x", time.Second, 2, 1)}, sink, Options{Clock: clk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { s.Run(ctx); close(done) }()
+		synctest.Wait() // the first read, at once
+		clk.set(synced)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		cancel()
+		<-done
+		if len(sink.samples) != 4 {
+			t.Fatalf("%d samples; want 4 (two reads of two series)", len(sink.samples))
+		}
+		for i, x := range sink.samples {
+			want := unsynced
+			if i >= 2 {
+				want = synced
+			}
+			if !x.Time.Equal(want.Time) || x.Time.Location() != time.UTC || x.BootTime != want.BootTime || x.Unsynced != want.Unsynced {
+				t.Errorf("sample %d = %v boot %v unsynced %v; want %v boot %v unsynced %v", i, x.Time, x.BootTime, x.Unsynced, want.Time, want.BootTime, want.Unsynced)
+			}
+		}
+	})
 }
