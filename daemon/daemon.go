@@ -32,6 +32,13 @@ type Options struct {
 	// ShutdownTimeout bounds committing what is pending at exit (default
 	// 15s, inside the unit's TimeoutStopSec).
 	ShutdownTimeout time.Duration
+
+	// clock is where the daemon reads the time and whether it is
+	// synchronised: the system's unless a test passes a fake.
+	clock clockSource
+	// clockEvery is how often the clock is checked for a sync or a step
+	// (default 1s).
+	clockEvery time.Duration
 }
 
 // Daemon is the running edge daemon: sampler → spool → uplink.
@@ -42,7 +49,8 @@ type Daemon struct {
 	spool   *spool.Spool
 	boot    spool.BootID
 	started time.Time
-	clock   clockState
+	clock   *clock
+	watch   *component // the clock watch
 
 	mu     sync.Mutex
 	cfg    *Config
@@ -87,6 +95,12 @@ func Run(ctx context.Context, o Options) error {
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 15 * time.Second
 	}
+	if o.clock == nil {
+		o.clock = systemClock{bootIDFile: o.BootIDFile, timesyncdFlag: "/run/systemd/timesync/synchronized"}
+	}
+	if o.clockEvery <= 0 {
+		o.clockEvery = time.Second
+	}
 	cfg, err := LoadConfig(o.ConfigPath)
 	if err != nil {
 		return err
@@ -105,13 +119,6 @@ func (d *Daemon) run(ctx context.Context) error {
 	for _, w := range cfg.Warnings() {
 		d.log.Warn(w)
 	}
-	boot, err := spool.ReadBootID(d.opts.BootIDFile)
-	if err != nil {
-		d.log.Warn("no boot id; readings cannot be corrected for a later clock sync", "err", err)
-	}
-	d.boot = boot
-	d.clock.refresh()
-
 	if err := os.MkdirAll(filepath.Dir(cfg.Spool.Path), 0o750); err != nil {
 		return fmt.Errorf("spool directory: %w", err)
 	}
@@ -139,6 +146,12 @@ func (d *Daemon) run(ctx context.Context) error {
 	// stop them in order.
 	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
 	defer endLife()
+	// The clock before the sampler, so the first readings are stamped
+	// right, and an offset learnt while the daemon was down is recorded.
+	d.clock = newClock(d.opts.clock, d.spool, d.log.With("component", "clock"))
+	d.boot = d.clock.boot
+	d.clock.check(life)
+	d.watch = start(life, func(ctx context.Context) { d.clock.watch(ctx, d.opts.clockEvery) })
 	d.startSampler(life, cfg)
 	if err := d.startUplink(life, cfg); err != nil {
 		d.log.Error("uplink not started; readings stay in the spool", "err", err)
@@ -172,6 +185,7 @@ func (d *Daemon) shutdown(sup *component, status io.Closer) error {
 	smp.stop()
 	upl.stop()
 	sup.stop()
+	d.watch.stop()
 	if status != nil {
 		status.Close()
 	}
@@ -189,7 +203,8 @@ func (d *Daemon) startSampler(life context.Context, cfg *Config) {
 	for i, b := range cfg.Sensors {
 		specs[i] = b.Spec
 	}
-	smp, err := sampler.New(specs, &spoolSink{spool: d.spool, boot: d.boot}, sampler.Options{Logger: d.log.With("component", "sampler")})
+	smp, err := sampler.New(specs, &spoolSink{spool: d.spool, boot: d.boot},
+		sampler.Options{Logger: d.log.With("component", "sampler"), Clock: d.clock})
 	if err != nil {
 		d.log.Error("sampler not started", "err", err)
 		return

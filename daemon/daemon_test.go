@@ -78,13 +78,21 @@ func writeConfig(t *testing.T, path, text string) {
 // replaced by paths in a temp dir.
 func startDaemon(t *testing.T, config string) *testDaemon {
 	t.Helper()
-	d := &testDaemon{dir: t.TempDir(), log: &syncBuffer{}, reload: make(chan struct{}, 1), done: make(chan error, 1)}
+	return startDaemonIn(t, t.TempDir(), config, Options{})
+}
+
+// startDaemonIn is startDaemon in a given directory (a restart finds the
+// spool of the run before), with o's test fields (the clock source).
+func startDaemonIn(t *testing.T, dir, config string, o Options) *testDaemon {
+	t.Helper()
+	d := &testDaemon{dir: dir, log: &syncBuffer{}, reload: make(chan struct{}, 1), done: make(chan error, 1)}
 	d.config = filepath.Join(d.dir, "outpost.yaml")
 	writeConfig(t, d.config, d.expand(config))
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
+	o.ConfigPath, o.Version, o.Stderr, o.Reload = d.config, "test", d.log, d.reload
 	go func() {
-		d.done <- Run(ctx, Options{ConfigPath: d.config, Version: "test", Stderr: d.log, Reload: d.reload})
+		d.done <- Run(ctx, o)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -36,7 +36,6 @@ func (d *Daemon) supervise(ctx context.Context) {
 	var w writerProgress
 	lastStatus, lastProblem := "", ""
 	for {
-		d.clock.refresh()
 		problem := d.stuck(stuckAfter, &w)
 		switch {
 		case problem == "" && watchdog > 0:

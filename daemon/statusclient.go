@@ -55,6 +55,9 @@ func WriteStatus(w io.Writer, st Status, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "device\t%s (outpost %s)\n", st.Device, st.Version)
 	fmt.Fprintf(tw, "uptime\t%s, clock %s, boot %s\n", seconds(st.UptimeS), st.Clock, st.BootID)
+	if st.Clock == "unsynced" {
+		fmt.Fprintf(tw, "\tclock not synchronised: readings are flagged, and corrected if it syncs before a reboot\n")
+	}
 	sp := st.Spool
 	fmt.Fprintf(tw, "spool\t%d readings (%s), oldest unsent %s, dropped %d, dead-lettered %d, quarantined %d\n",
 		sp.Readings, size(sp.Bytes), seconds(sp.OldestUnsentS), sp.Dropped, sp.DeadLetter, sp.Quarantined)
