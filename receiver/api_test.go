@@ -42,8 +42,8 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("GET /v1/devices = %d %s (%v)", status, got, err)
 	}
 	for _, d := range ds.Devices {
-		if d.ID == "pi-07" && !strings.Contains(string(d.LastStatus), `"uptime_s":12`) {
-			t.Errorf("pi-07 last_status = %s; want the heartbeat", d.LastStatus)
+		if d.ID == "pi-07" && (!strings.Contains(string(d.LastStatus), `"uptime_s":12`) || d.Clock != "synced") {
+			t.Errorf("pi-07 last_status = %s, clock %q; want the heartbeat, clock synced", d.LastStatus, d.Clock)
 		}
 	}
 }
@@ -68,6 +68,9 @@ func TestQueryAPI(t *testing.T) {
 		{"readings ndjson", "/v1/readings?device=pi-07&sensor=t", adminTok, 200, strings.TrimSpace(strings.ReplaceAll(lines(1, 4), ".123Z", ".123Z"))},
 		{"readings csv", "/v1/readings?device=pi-07&sensor=h&format=csv", adminTok, 200,
 			"device,stream,seq,sensor,timestamp,value,unit,clock,labels,received_at\npi-07,9f3c2a71d04b88e1,5,h,2026-11-22T10:00:00.123Z,21.5,C,synced,,"},
+		{"readings clock=synced", "/v1/readings?device=pi-07&sensor=t&clock=synced", adminTok, 200, strings.TrimSpace(lines(1, 4))},
+		{"readings clock=unsynced", "/v1/readings?device=pi-07&clock=unsynced", adminTok, 200, ""},
+		{"readings bad clock", "/v1/readings?device=pi-07&clock=maybe", adminTok, 400, `{"error":"clock \"maybe\": want synced, unsynced or all","field":"clock"}`},
 		{"readings bad from", "/v1/readings?device=pi-07&from=yesterday", adminTok, 400, `{"error":"from: \"yesterday\" is not an RFC 3339 time","field":"from"}`},
 		{"readings no device", "/v1/readings", adminTok, 400, `{"error":"device: invalid: must not be empty","field":"device"}`},
 		{"readings bad format", "/v1/readings?device=pi-07&format=xml", adminTok, 400, `{"error":"format \"xml\": want ndjson or csv","field":"format"}`},
@@ -80,6 +83,9 @@ func TestQueryAPI(t *testing.T) {
 		}
 		if status != c.status || (c.want != "" && got != c.want) {
 			t.Errorf("%s: got %d %s\n\twant %d %s", c.name, status, got, c.status, c.want)
+		}
+		if c.name == "readings clock=unsynced" && got != "" {
+			t.Errorf("%s: got %s; want no reading (none is flagged)", c.name, got)
 		}
 		if c.name == "latest" {
 			var l struct{ Latest []storedJSON }

@@ -349,6 +349,7 @@ func (p *Postgres) Devices(ctx context.Context) ([]Device, error) {
 		d.Revoked, d.LastSeen, d.LastStatusAt = utcPtr(d.Revoked), utcPtr(d.LastSeen), utcPtr(d.LastStatusAt)
 		if status != nil {
 			d.LastStatus = json.RawMessage(*status)
+			d.Clock = heartbeatClock(d.LastStatus)
 		}
 		out = append(out, d)
 	}
@@ -491,6 +492,10 @@ func (p *Postgres) Readings(ctx context.Context, q Query, fn func(*Stored) error
 	if !q.To.IsZero() {
 		args = append(args, q.To)
 		sqlText += fmt.Sprintf(` AND ts < $%d`, len(args))
+	}
+	if q.Clock != ClockAll {
+		args = append(args, q.Clock == ClockUnsynced)
+		sqlText += fmt.Sprintf(` AND unsynced = $%d`, len(args))
 	}
 	sqlText += ` ORDER BY ts, stream, seq`
 	rows, err := p.pool.Query(ctx, sqlText, args...)

@@ -94,10 +94,12 @@ func (s *Server) handleGaps(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"device": id, "streams": gaps})
 }
 
-// handleQuery is GET /v1/readings?device=&sensor=&from=&to=[&format=csv]:
-// the readings streamed in device time order, as NDJSON (wire contract
-// v1, so an export is valid input to POST /v1/readings) or as CSV
-// (format=csv or Accept: text/csv).
+// handleQuery is GET /v1/readings?device=&sensor=&from=&to=[&clock=]
+// [&format=csv]: the readings streamed in device time order, as NDJSON
+// (wire contract v1, so an export is valid input to POST /v1/readings) or
+// as CSV (format=csv or Accept: text/csv). clock=synced leaves out the
+// readings flagged unsynced (their timestamps may be wrong), clock=unsynced
+// keeps only those; all is the default.
 func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
 	q := Query{Device: v.Get("device"), Sensor: v.Get("sensor")}
@@ -118,6 +120,12 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 			*p.t = t
 		}
 	}
+	clock, err := ParseClockFilter(v.Get("clock"))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error(), Field: "clock"})
+		return
+	}
+	q.Clock = clock
 	format := v.Get("format")
 	if format == "" {
 		format = "ndjson"
@@ -158,7 +166,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := 0
-	err := s.store.Readings(r.Context(), q, func(st *Stored) error {
+	err = s.store.Readings(r.Context(), q, func(st *Stored) error {
 		n++
 		return emit(st)
 	})

@@ -407,6 +407,7 @@ func (s *SQLite) Devices(ctx context.Context) ([]Device, error) {
 		d.Revoked, d.LastSeen, d.LastStatusAt = nullTime(revoked), nullTime(seen), nullTime(statusAt)
 		if status.Valid {
 			d.LastStatus = json.RawMessage(status.String)
+			d.Clock = heartbeatClock(d.LastStatus)
 		}
 		out = append(out, d)
 	}
@@ -564,6 +565,10 @@ func (s *SQLite) Readings(ctx context.Context, q Query, fn func(*Stored) error) 
 	if !q.To.IsZero() {
 		sqlText += ` AND ts < ?`
 		args = append(args, micros(q.To))
+	}
+	if q.Clock != ClockAll {
+		sqlText += ` AND unsynced = ?`
+		args = append(args, q.Clock == ClockUnsynced)
 	}
 	sqlText += ` ORDER BY ts, stream, seq`
 	rows, err := s.db.QueryContext(ctx, sqlText, args...)

@@ -88,7 +88,21 @@ type Device struct {
 	LastSeen     *time.Time      `json:"last_seen,omitempty"`
 	LastStatus   json.RawMessage `json:"last_status,omitempty"`
 	LastStatusAt *time.Time      `json:"last_status_at,omitempty"`
-	Streams      []StreamSummary `json:"streams"`
+	// Clock is the clock state of the last heartbeat, "synced" or
+	// "unsynced" ("" before any heartbeat that says).
+	Clock   string          `json:"clock,omitempty"`
+	Streams []StreamSummary `json:"streams"`
+}
+
+// heartbeatClock returns the clock state a heartbeat reports, or "".
+func heartbeatClock(status []byte) string {
+	var hb struct {
+		Clock string `json:"clock"`
+	}
+	if json.Unmarshal(status, &hb) != nil || (hb.Clock != "synced" && hb.Clock != "unsynced") {
+		return ""
+	}
+	return hb.Clock
 }
 
 // StreamSummary is the accounting of one stream of a device.
@@ -131,6 +145,29 @@ type Query struct {
 	Device   string
 	Sensor   string
 	From, To time.Time
+	Clock    ClockFilter
+}
+
+// ClockFilter selects readings by their clock flag.
+type ClockFilter uint8
+
+const (
+	ClockAll      ClockFilter = iota // every reading
+	ClockSynced                      // taken with the device clock synchronised (or corrected since)
+	ClockUnsynced                    // flagged "clock":"unsynced": the timestamp may be wrong
+)
+
+// ParseClockFilter parses the clock parameter of GET /v1/readings.
+func ParseClockFilter(s string) (ClockFilter, error) {
+	switch s {
+	case "", "all":
+		return ClockAll, nil
+	case "synced":
+		return ClockSynced, nil
+	case "unsynced":
+		return ClockUnsynced, nil
+	}
+	return ClockAll, fmt.Errorf("clock %q: want synced, unsynced or all", s)
 }
 
 // fate is what became of one reading of a batch.

@@ -376,6 +376,57 @@ func runStoreSuite(t *testing.T, open openFunc) {
 			t.Errorf("Reject() error = %v", err)
 		}
 	})
+	t.Run("ClockFlag", func(t *testing.T) {
+		t.Parallel()
+		s := migrated(t, open)
+		// Seqs 1–3 were taken before the device clock was synchronised and
+		// sent so: they stay flagged. Seq 3 is then sent again corrected.
+		rs := mk("pi-07", testStream, 1, 6)
+		for i := range 3 {
+			rs[i].Unsynced = true
+			rs[i].Time = time.Unix(int64(10+i), 0).UTC()
+		}
+		ingest(t, s, batchOf(rs))
+		seqs := func(c ClockFilter) []uint64 {
+			var out []uint64
+			for _, st := range all(t, s, Query{Device: "pi-07", Clock: c}) {
+				out = append(out, st.Seq)
+			}
+			slices.Sort(out)
+			return out
+		}
+		if got := seqs(ClockUnsynced); !slices.Equal(got, []uint64{1, 2, 3}) {
+			t.Errorf("Readings(clock unsynced) seqs = %v; want [1 2 3]", got)
+		}
+		if got := seqs(ClockSynced); !slices.Equal(got, []uint64{4, 5, 6}) {
+			t.Errorf("Readings(clock synced) seqs = %v; want [4 5 6]", got)
+		}
+		fixed := slices.Clone(rs[2:3])
+		fixed[0].Unsynced, fixed[0].Time = false, t0.Add(3*time.Second)
+		if got, want := ingest(t, s, batchOf(fixed)), (Result{Accepted: 1, Corrected: 1}); got != want {
+			t.Errorf("corrected resend = %+v; want %+v", got, want)
+		}
+		if got := seqs(ClockUnsynced); !slices.Equal(got, []uint64{1, 2}) {
+			t.Errorf("after the correction, Readings(clock unsynced) seqs = %v; want [1 2]", got)
+		}
+		if got := seqs(ClockAll); len(got) != 6 {
+			t.Errorf("Readings(clock all) = %v; want 6 readings", got)
+		}
+		// The device's clock state is its last heartbeat's.
+		for _, c := range []struct{ status, want string }{
+			{`{"device":"pi-07","clock":"unsynced"}`, "unsynced"},
+			{`{"device":"pi-07","clock":"synced"}`, "synced"},
+			{`{"state":"offline"}`, ""},
+		} {
+			if err := s.SaveStatus(t.Context(), "pi-07", []byte(c.status), t0); err != nil {
+				t.Fatal(err)
+			}
+			ds, err := s.Devices(t.Context())
+			if err != nil || len(ds) != 1 || ds[0].Clock != c.want {
+				t.Errorf("Devices() after heartbeat %s = %+v, %v; want clock %q", c.status, ds, err, c.want)
+			}
+		}
+	})
 	t.Run("Queries", func(t *testing.T) {
 		t.Parallel()
 		s := migrated(t, open)
