@@ -162,10 +162,21 @@ func (c *clock) String() string {
 	return "unsynced"
 }
 
-// check reads the clocks: on the first sync of the boot, and on a step
-// while synchronised, it logs and takes the new offset; then it makes sure
-// the spool holds the latest offset (retrying a write that failed).
+// check observes the clocks and makes sure the spool holds the boot's
+// latest offset (retrying a write that failed).
 func (c *clock) check(ctx context.Context) {
+	c.observe()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.known {
+		c.record(ctx)
+	}
+}
+
+// observe reads the clocks: on the first sync of the boot, and on a step
+// while synchronised, it logs and takes the new offset. It does no I/O
+// but the clock reads.
+func (c *clock) observe() {
 	synced := c.src.Synced()
 	wall, boot := c.src.Now()
 	was := c.synced.Swap(synced)
@@ -188,7 +199,6 @@ func (c *clock) check(ctx context.Context) {
 	case !was:
 		c.log.Info("clock synchronised again")
 	}
-	c.record(ctx)
 }
 
 // record writes the latest offset to the spool unless it is there. c.mu is
@@ -215,16 +225,16 @@ func (c *clock) record(ctx context.Context) {
 	c.failing = false
 }
 
-// watch checks the clocks every interval until ctx ends.
+// watch checks the clocks at once and then every interval until ctx ends.
 func (c *clock) watch(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		c.check(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.check(ctx)
 		}
 	}
 }

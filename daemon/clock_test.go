@@ -469,3 +469,64 @@ func TestSystemClock(t *testing.T) {
 		t.Error("Synced() = false with timesyncd's flag file present")
 	}
 }
+
+// memOffsets is an offsetStore in memory that can fail.
+type memOffsets struct {
+	offsets map[spool.BootID]time.Duration
+	writes  int
+	fail    error
+}
+
+func (m *memOffsets) BootOffset(b spool.BootID) (time.Duration, bool) {
+	o, ok := m.offsets[b]
+	return o, ok
+}
+
+func (m *memOffsets) SetBootOffset(_ context.Context, b spool.BootID, o time.Duration) error {
+	m.writes++
+	if m.fail != nil {
+		return m.fail
+	}
+	m.offsets[b] = o
+	return nil
+}
+
+func TestClockRecordsOffsetOnce(t *testing.T) {
+	clk := newFakeClock(0xd, time.Minute)
+	store := &memOffsets{offsets: map[spool.BootID]time.Duration{}}
+	log := &syncBuffer{}
+	c := newClock(clk, store, NewLogger(log, nil, "test"))
+	ctx := context.Background()
+	c.check(ctx)
+	if st := c.Stamp(); !st.Unsynced || store.writes != 0 {
+		t.Fatalf("unsynced: stamp %+v, %d writes; want flagged, none", st, store.writes)
+	}
+	offset := offsetAt(syncedAt, clk.bootNow())
+	clk.set(offset, true)
+	store.fail = fmt.Errorf("disk full")
+	c.check(ctx)
+	c.check(ctx)
+	if store.writes != 2 || strings.Count(log.String(), "cannot record the clock offset") != 1 {
+		t.Errorf("failing store: %d writes, log:\n%s\nwant a retry per check, the failure logged once", store.writes, log.String())
+	}
+	store.fail = nil
+	c.check(ctx)
+	if got, ok := store.offsets[clk.boot]; !ok || (got-offset).Abs() > stepThreshold {
+		t.Fatalf("recorded offset %v, %v; want %v", got, ok, offset)
+	}
+	if st := c.Stamp(); st.Unsynced || st.Time.Year() != 2026 {
+		t.Errorf("synced stamp = %+v; want unflagged, 2026", st)
+	}
+	// Jitter below the threshold is no step; nothing more is written.
+	clk.set(offset+stepThreshold/2, true)
+	c.check(ctx)
+	if store.writes != 3 || strings.Contains(log.String(), "clock stepped") {
+		t.Errorf("a %v wobble: %d writes; want no new one and no step logged", stepThreshold/2, store.writes)
+	}
+	// A daemon restarted in the same boot finds the offset recorded.
+	c2 := newClock(clk, store, NewLogger(log, nil, "test"))
+	c2.check(ctx)
+	if store.writes != 3 {
+		t.Errorf("restart in the same boot: %d writes; want none new", store.writes)
+	}
+}

@@ -147,10 +147,11 @@ func (d *Daemon) run(ctx context.Context) error {
 	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
 	defer endLife()
 	// The clock before the sampler, so the first readings are stamped
-	// right, and an offset learnt while the daemon was down is recorded.
+	// right; the watch records the offset (one learnt while the daemon was
+	// down too) without holding up the start.
 	d.clock = newClock(d.opts.clock, d.spool, d.log.With("component", "clock"))
 	d.boot = d.clock.boot
-	d.clock.check(life)
+	d.clock.observe()
 	d.watch = start(life, func(ctx context.Context) { d.clock.watch(ctx, d.opts.clockEvery) })
 	d.startSampler(life, cfg)
 	if err := d.startUplink(life, cfg); err != nil {
