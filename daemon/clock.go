@@ -219,9 +219,9 @@ func (c *clock) record(ctx context.Context) {
 		c.failing = true
 		return
 	}
-	if c.failing {
-		c.log.Info("clock offset recorded")
-	}
+	// Once per sync or step: readings taken unsynced in this boot are sent
+	// corrected from now on.
+	c.log.Info("clock offset recorded; readings taken unsynced in this boot are sent corrected", "boot", c.boot.String())
 	c.failing = false
 }
 

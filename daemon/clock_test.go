@@ -366,7 +366,7 @@ func TestClockReadingsSentBeforeSync(t *testing.T) {
 	config := clockConfig + "uplink: {http: {url: '" + srv.URL + "'}, heartbeat: 1s}\n"
 
 	clk := newFakeClock(0xc, 9*time.Second)
-	startDaemonIn(t, t.TempDir(), config, clockOptions(clk))
+	d := startDaemonIn(t, t.TempDir(), config, clockOptions(clk))
 	snapshot := func() ([]reading.Reading, []string) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -398,32 +398,40 @@ func TestClockReadingsSentBeforeSync(t *testing.T) {
 		return len(rs) >= 10 && hasClock(hb, "unsynced")
 	})
 	clk.set(offsetAt(syncedAt, clk.bootNow()), true)
-	all := waitFor("synced readings and a synced heartbeat", func(rs []reading.Reading, hb []string) bool {
-		return len(rs) > len(early)+10 && !rs[len(rs)-1].Unsynced && hasClock(hb, "synced")
+	d.waitLog(t, "clock offset recorded")
+	// Every seq above this one was committed after the offset, so it can
+	// only have been read for sending corrected.
+	after := waitStatus(t, d.socket(), func(Status) bool { return true }).Spool.Seq
+	all := waitFor("readings committed after the offset, and a synced heartbeat", func(rs []reading.Reading, hb []string) bool {
+		return count(byseq(rs), func(r reading.Reading) bool { return r.Seq > after+5 }) > 0 && hasClock(hb, "synced")
 	})
 	for _, r := range early {
 		if !r.Unsynced || r.Time.Year() != 1970 {
 			t.Errorf("seq %d sent before the sync = %v unsynced %v; want sent flagged with the 1970 time", r.Seq, r.Time, r.Unsynced)
 		}
 	}
-	flaggedAfter := 0
+	flaggedAfter, late := 0, 0
 	for _, r := range all[len(early):] {
 		switch {
+		case r.Seq > after:
+			late++
+			if r.Unsynced || r.Time.Year() != 2026 {
+				t.Errorf("seq %d committed after the offset was sent at %v unsynced %v; want 2026, unflagged", r.Seq, r.Time, r.Unsynced)
+			}
 		case r.Unsynced:
 			flaggedAfter++ // stamped or sent before the offset was committed
-		case r.Time.Year() != 2026:
-			t.Errorf("seq %d sent unflagged at %v; want 2026", r.Seq, r.Time)
 		}
 	}
-	// Flagged readings may still go out between the sync and the moment
-	// the offset is committed; after that, none.
-	last := all[len(all)-10:]
-	for _, r := range last {
-		if r.Unsynced {
-			t.Errorf("seq %d sent flagged well after the sync", r.Seq)
-		}
+	t.Logf("%d readings sent flagged before the sync, %d flagged in the moments after, %d committed after the offset, all unflagged",
+		len(early), flaggedAfter, late)
+}
+
+func byseq(rs []reading.Reading) map[uint64]reading.Reading {
+	m := make(map[uint64]reading.Reading, len(rs))
+	for _, r := range rs {
+		m[r.Seq] = r
 	}
-	t.Logf("%d readings sent flagged before the sync, %d flagged in the moments after, %d in all", len(early), flaggedAfter, len(all))
+	return m
 }
 
 func TestTimexSynced(t *testing.T) {
