@@ -213,9 +213,9 @@ func TestClockSyncCorrectsEarlierReadings(t *testing.T) {
 	b, a := before[first], after[first]
 	bt := time.Duration(b.Time.UnixNano()) // the fake's wall clock read 1970 + boot time
 	t.Logf("worked example: seq %d was taken at boot time %v with the clock unsynced and stamped %s (clock unsynced);"+
-		" at boot time %v the clock synchronised, reading %s, so the boot's offset (wall − boot time) is %.9fs (the wall time at boot time 0: %s);"+
+		" at boot time %v the clock synchronised, reading %s, so the boot's offset (wall − boot time) is %d.%09ds (the wall time at boot time 0: %s);"+
 		" the spool hands the reading out as boot time + offset = %s, unflagged, same stream %v and seq %d",
-		first, bt, b.Time.Format(time.RFC3339Nano), syncBoot, syncedAt.Format(time.RFC3339Nano), offset.Seconds(),
+		first, bt, b.Time.Format(time.RFC3339Nano), syncBoot, syncedAt.Format(time.RFC3339Nano), offset/time.Second, offset%time.Second,
 		time.Unix(0, int64(offset)).UTC().Format(time.RFC3339Nano), a.Time.Format(time.RFC3339Nano), a.Stream, a.Seq)
 }
 
