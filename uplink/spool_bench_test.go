@@ -154,6 +154,9 @@ func BenchmarkDrainSpool(b *testing.B) {
 
 // drainVariants are the senders and settings BenchmarkDrainSpool drains with.
 var drainVariants = []drainVariant{
+	// The spool's own ceiling: the same drain, every batch accepted at
+	// once without being encoded or sent.
+	{name: "null", mode: "null"},
 	{name: "http/gzip=false", mode: "http"},
 	{name: "http/gzip=true", mode: "http", gzip: true},
 	// The spool commits acknowledgements with its periodic commit (1 s),
@@ -174,7 +177,7 @@ var drainVariants = []drainVariant{
 
 type drainVariant struct {
 	name       string
-	mode       string // http, mqtt-broker (confirm: broker), mqtt-receiver (confirm: receiver)
+	mode       string // null, http, mqtt-broker (confirm: broker), mqtt-receiver (confirm: receiver)
 	gzip       bool
 	brokerConf string // mosquitto.conf lines
 	ackCommit  int    // drainJob.AckCommit
@@ -184,7 +187,7 @@ type drainVariant struct {
 // drainJob is what the drain process is asked to do.
 type drainJob struct {
 	Spool  string // the spool file to drain
-	Mode   string // http, mqtt-broker, mqtt-receiver
+	Mode   string // null, http, mqtt-broker, mqtt-receiver
 	Target string // the sink's or the broker's URL
 	Gzip   bool
 	N      int // readings the spool holds
@@ -213,6 +216,7 @@ func benchDrainSpool(b *testing.B, v drainVariant, n int) {
 	job := drainJob{Mode: v.mode, Gzip: v.gzip, N: n, AckCommit: v.ackCommit}
 	var received func(settle bool) int64 // bytes the peer has received
 	switch v.mode {
+	case "null":
 	case "http":
 		sink := &wireSink{}
 		srv := sink.start()
@@ -309,6 +313,8 @@ func TestHelperDrainSpool(t *testing.T) {
 	}
 	var s Sender
 	switch job.Mode {
+	case "null":
+		s = acceptAll{}
 	case "http":
 		h, err := NewHTTP(HTTPOptions{URL: job.Target, NoGzip: !job.Gzip, InFlight: 4})
 		if err != nil {
@@ -365,6 +371,13 @@ func TestHelperDrainSpool(t *testing.T) {
 		OpenedAnonKiB: opened, PeakAnonKiB: peakAnon, PeakHeapKiB: peakHeap,
 		OpenSeconds: openSecs, FlushSeconds: flushSecs, CloseSeconds: time.Since(t0).Seconds()})
 	fmt.Printf("%s%s\n", drainResultPrefix, res)
+}
+
+// acceptAll accepts every batch at once.
+type acceptAll struct{}
+
+func (acceptAll) Send(_ context.Context, b *Batch) Result {
+	return Result{Outcome: Accepted, Counts: Counts{Accepted: len(b.Readings)}}
 }
 
 // rssAnonKiB returns RssAnon of /proc/self/status in KiB (0 if unknown).
