@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,8 +132,10 @@ func sizeName(n int) string {
 // (bytes the peer received: HTTP request lines, headers and bodies; MQTT
 // packets as Mosquitto counts them in $SYS/broker/bytes/received),
 // peak-anon-KiB and peak-heap-KiB (RssAnon of /proc/self/status and Go heap
-// in use, sampled every 5 ms during the drain), opened-anon-KiB (RssAnon
-// with the spool open, before the drain). raw-post is the same-run
+// in use, sampled every 5 ms during the drain and its last commit),
+// cpu-ns/reading (the drain process's user and system CPU time: steadier
+// than readings/s on a shared machine), opened-anon-KiB (RssAnon with the
+// spool open, before the drain). raw-post is the same-run
 // baseline: the sink's rate for pre-encoded bodies of 500 readings posted
 // 4 at a time.
 func BenchmarkDrainSpool(b *testing.B) {
@@ -203,6 +206,7 @@ type drainResult struct {
 	OpenedAnonKiB uint64
 	PeakAnonKiB   uint64
 	PeakHeapKiB   uint64
+	CPUSeconds    float64 // user and system CPU time of the drain process, drain and last commit
 	OpenSeconds   float64 // spool.Open
 	FlushSeconds  float64 // the commit after the last acknowledgement
 	CloseSeconds  float64 // spool.Close
@@ -254,10 +258,12 @@ func benchDrainSpool(b *testing.B, v drainVariant, n int) {
 		sum.OpenedAnonKiB += res.OpenedAnonKiB
 		sum.PeakAnonKiB += res.PeakAnonKiB
 		sum.PeakHeapKiB += res.PeakHeapKiB
+		sum.CPUSeconds += res.CPUSeconds
 		b.Logf("drain %d: open %.2fs, drain %.2fs, last commit %.2fs, close %.2fs", i, res.OpenSeconds, res.Seconds, res.FlushSeconds, res.CloseSeconds)
 	}
 	runs := float64(b.N)
 	b.ReportMetric(float64(n)*runs/sum.Seconds, "readings/s")
+	b.ReportMetric(sum.CPUSeconds*1e9/(float64(n)*runs), "cpu-ns/reading")
 	b.ReportMetric(float64(sum.PeakAnonKiB)/runs, "peak-anon-KiB")
 	b.ReportMetric(float64(sum.PeakHeapKiB)/runs, "peak-heap-KiB")
 	b.ReportMetric(float64(sum.OpenedAnonKiB)/runs, "opened-anon-KiB")
@@ -335,6 +341,7 @@ func TestHelperDrainSpool(t *testing.T) {
 	runtime.GC()
 	opened := rssAnonKiB()
 	mem := sampleMemory(5 * time.Millisecond)
+	cpu0 := cpuTime(t)
 	o := newSpoolOutbox(sp, job.N)
 	runCtx, cancel := context.WithCancel(ctx)
 	if job.AckCommit > 0 {
@@ -359,6 +366,7 @@ func TestHelperDrainSpool(t *testing.T) {
 		t.Fatal(err)
 	}
 	flushSecs := time.Since(t0).Seconds()
+	cpu := cpuTime(t) - cpu0
 	peakAnon, peakHeap := mem.stop()
 	if st, err := sp.Stats(); err != nil || st.Readings != 0 {
 		t.Fatalf("after the drain the spool holds %d readings (%v); want 0", st.Readings, err)
@@ -369,8 +377,17 @@ func TestHelperDrainSpool(t *testing.T) {
 	}
 	res, _ := json.Marshal(drainResult{Drained: int(o.acked.Load()), Seconds: secs,
 		OpenedAnonKiB: opened, PeakAnonKiB: peakAnon, PeakHeapKiB: peakHeap,
-		OpenSeconds: openSecs, FlushSeconds: flushSecs, CloseSeconds: time.Since(t0).Seconds()})
+		CPUSeconds: cpu.Seconds(), OpenSeconds: openSecs, FlushSeconds: flushSecs, CloseSeconds: time.Since(t0).Seconds()})
 	fmt.Printf("%s%s\n", drainResultPrefix, res)
+}
+
+// cpuTime returns the user and system CPU time this process used so far.
+func cpuTime(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // acceptAll accepts every batch at once.
