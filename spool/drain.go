@@ -232,13 +232,30 @@ func (s *Spool) Ack(b *Batch) error {
 	if len(b.Readings) > 0 {
 		stream = b.Readings[0].Stream
 	}
-	s.acks = append(s.acks, ackOp{stream: stream, runs: ackRuns(b), dropped: b.Dropped})
+	runs := ackRuns(b)
+	s.acks = append(s.acks, ackOp{stream: stream, runs: runs, dropped: b.Dropped})
+	// A fast drain would otherwise pile a whole interval's deletes into one
+	// transaction, whose dirty pages are heap: commit early once a batch
+	// of acks is waiting, so memory stays flat however long the backlog.
+	for _, r := range runs {
+		s.ackedSince += int(r.to - r.from + 1)
+	}
+	early := s.ackedSince >= ackCommitReadings
+	if early || s.opts.CommitInterval == 0 {
+		s.ackedSince = 0
+	}
 	s.mu.Unlock()
-	if s.opts.CommitInterval == 0 {
+	if early || s.opts.CommitInterval == 0 {
 		s.kickWriter()
 	}
 	return nil
 }
+
+// ackCommitReadings is how many acknowledged readings make the writer
+// commit before its interval ends. Only a fast backlog drain reaches it,
+// where a commit every few thousand deletes costs the card little next to
+// the readings it frees.
+const ackCommitReadings = 10000
 
 func applyAck(tx *bolt.Tx, meta *bolt.Bucket, c *counters, a ackOp) error {
 	if b := tx.Bucket(streamBucket(a.stream)); b != nil {

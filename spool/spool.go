@@ -49,6 +49,7 @@ type Spool struct {
 	inCommit   int              // buf[:inCommit] is being committed
 	bufDropped []seqRange       // live seqs dropped from buf, not yet recorded
 	acks       []ackOp
+	ackedSince int // readings acknowledged since the writer was last kicked for acks
 	ops        []*op
 	counters   counters // as last committed
 	committed  uint64   // live seq high-water mark as last committed

@@ -289,3 +289,52 @@ func TestAtRestTarget(t *testing.T) {
 		t.Errorf("at rest: %.1f page bytes, %.1f logical bytes per reading; want ≤ 64", pages, logical)
 	}
 }
+
+// A fast drain commits its deletes early instead of holding a whole
+// interval's worth in one transaction's heap.
+func TestAcksCommitEarlyOnceManyWait(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	opts.CommitInterval = time.Hour
+	s := mustOpen(t, opts)
+	ctx := context.Background()
+	n := ackCommitReadings + ackCommitReadings/2
+	seqs := appendN(t, s, 1, n)
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.WaitCommitted(wctx, seqs[len(seqs)-1]); err != nil {
+		t.Fatal(err)
+	}
+	ack := func(count int) {
+		t.Helper()
+		for acked := 0; acked < count; {
+			b, err := s.Next(min(500, count-acked), 1<<20)
+			if err != nil || b == nil {
+				t.Fatalf("Next() = %v, %v after %d acks", b, err, acked)
+			}
+			if err := s.Ack(b); err != nil {
+				t.Fatal(err)
+			}
+			acked += len(b.Readings)
+		}
+	}
+	readingsAfter := func() uint64 {
+		st, err := s.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Readings
+	}
+	ack(ackCommitReadings - 500)
+	time.Sleep(50 * time.Millisecond)
+	if got := readingsAfter(); got != uint64(n) {
+		t.Fatalf("%d acks below the threshold were committed before the 1h interval: %d readings left, want %d", ackCommitReadings-500, got, n)
+	}
+	ack(500)
+	deadline := time.Now().Add(10 * time.Second)
+	for readingsAfter() != uint64(n-ackCommitReadings) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d acks waited for the 1h interval: %d readings left, want %d", ackCommitReadings, readingsAfter(), n-ackCommitReadings)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
