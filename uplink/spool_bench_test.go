@@ -162,12 +162,6 @@ var drainVariants = []drainVariant{
 	{name: "null", mode: "null"},
 	{name: "http/gzip=false", mode: "http"},
 	{name: "http/gzip=true", mode: "http", gzip: true},
-	// The spool commits acknowledgements with its periodic commit (1 s),
-	// so a fast drain deletes rate × 1 s readings in one transaction,
-	// whose dirty pages are heap: memory grows with the backlog up to
-	// that. Here the deletions are committed every 10k acknowledged
-	// readings as well, which keeps the memory flat.
-	{name: "http/gzip=false/ack-commit=10k", mode: "http", ackCommit: 10_000},
 	{name: "mqtt-broker/gzip=false", mode: "mqtt-broker"},
 	{name: "mqtt-broker/gzip=true", mode: "mqtt-broker", gzip: true},
 	// Mosquitto's default, set_tcp_nodelay false, leaves Nagle's
@@ -183,7 +177,6 @@ type drainVariant struct {
 	mode       string // null, http, mqtt-broker (confirm: broker), mqtt-receiver (confirm: receiver)
 	gzip       bool
 	brokerConf string // mosquitto.conf lines
-	ackCommit  int    // drainJob.AckCommit
 	smallOnly  bool   // only the 100k backlog (slow)
 }
 
@@ -194,9 +187,6 @@ type drainJob struct {
 	Target string // the sink's or the broker's URL
 	Gzip   bool
 	N      int // readings the spool holds
-	// AckCommit > 0 commits every AckCommit acknowledged readings
-	// (spoolOutbox.commitAcks) besides the spool's 1 s commits.
-	AckCommit int
 }
 
 // drainResult is what the drain process measured.
@@ -217,7 +207,7 @@ const drainResultPrefix = "drain-result: "
 func benchDrainSpool(b *testing.B, v drainVariant, n int) {
 	b.StopTimer() // ns/op is the drain process alone
 	src := filledSpool(b, n)
-	job := drainJob{Mode: v.mode, Gzip: v.gzip, N: n, AckCommit: v.ackCommit}
+	job := drainJob{Mode: v.mode, Gzip: v.gzip, N: n}
 	var received func(settle bool) int64 // bytes the peer has received
 	switch v.mode {
 	case "null":
@@ -344,9 +334,6 @@ func TestHelperDrainSpool(t *testing.T) {
 	cpu0 := cpuTime(t)
 	o := newSpoolOutbox(sp, job.N)
 	runCtx, cancel := context.WithCancel(ctx)
-	if job.AckCommit > 0 {
-		o.commitAcks(runCtx, job.AckCommit)
-	}
 	d := &Drainer{Outbox: o, Sender: s, MaxReadings: 500, InFlight: 4}
 	done := make(chan struct{})
 	start := time.Now()

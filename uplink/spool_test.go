@@ -20,13 +20,6 @@ type spoolOutbox struct {
 	acked atomic.Int64
 	done  chan struct{}
 	once  sync.Once
-
-	// With commitEvery > 0, every commitEvery acknowledged readings ask
-	// for a commit (spool.Flush, in the background) instead of leaving
-	// the deletions to the spool's next periodic commit.
-	commitEvery int64
-	uncommitted atomic.Int64
-	commit      chan struct{}
 }
 
 func newSpoolOutbox(sp *spool.Spool, want int) *spoolOutbox {
@@ -41,23 +34,6 @@ func (o *spoolOutbox) Next(maxReadings, maxBytes int) (*Batch, error) {
 	return &Batch{Readings: b.Readings, Dropped: b.Dropped}, nil
 }
 
-// commitAcks makes the outbox commit every n acknowledged readings (see
-// commitEvery) until ctx ends. A stand-in for a spool that commits early
-// once acknowledgements pile up, as it does for appends.
-func (o *spoolOutbox) commitAcks(ctx context.Context, n int) {
-	o.commitEvery, o.commit = int64(n), make(chan struct{}, 1)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-o.commit:
-				_ = o.sp.Flush(ctx) // a failed commit is retried by the next
-			}
-		}
-	}()
-}
-
 func (o *spoolOutbox) NextFresh(maxReadings, maxBytes, minBacklog int) (*Batch, error) {
 	b, err := o.sp.NextFresh(maxReadings, maxBytes, minBacklog)
 	if err != nil || b == nil {
@@ -69,13 +45,6 @@ func (o *spoolOutbox) NextFresh(maxReadings, maxBytes, minBacklog int) (*Batch, 
 func (o *spoolOutbox) Ack(b *Batch) error {
 	if err := o.sp.Ack(toSpoolBatch(b)); err != nil {
 		return err
-	}
-	if o.commitEvery > 0 && o.uncommitted.Add(int64(len(b.Readings))) >= o.commitEvery {
-		o.uncommitted.Store(0)
-		select {
-		case o.commit <- struct{}{}:
-		default: // one is pending already
-		}
 	}
 	if o.acked.Add(int64(len(b.Readings))) >= o.want {
 		o.once.Do(func() { close(o.done) })
