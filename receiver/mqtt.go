@@ -51,16 +51,17 @@ type MQTTOptions struct {
 // acknowledged only once its batch is committed (or kept as rejected),
 // then a receipt published on <prefix>/<device>/receipts.
 type MQTT struct {
-	client  mqtt.Client
-	store   Store
-	opt     MQTTOptions
-	log     *slog.Logger
-	metrics *metrics
-	ctx     context.Context
-	cancel  context.CancelFunc
-	subOnce sync.Once
-	subbed  chan struct{} // closed once the first subscription holds
-	handled atomic.Int64  // batches committed by this replica
+	client    mqtt.Client
+	store     Store
+	opt       MQTTOptions
+	log       *slog.Logger
+	metrics   *metrics
+	conflicts *conflictLog
+	ctx       context.Context
+	cancel    context.CancelFunc
+	subOnce   sync.Once
+	subbed    chan struct{} // closed once the first subscription holds
+	handled   atomic.Int64  // batches committed by this replica
 }
 
 // Receipt tells a device which seqs of a stream are now stored
@@ -118,7 +119,7 @@ func (s *Server) StartMQTT(ctx context.Context, opt MQTTOptions) (*MQTT, error) 
 	if opt.Password != "" {
 		co.SetPassword(opt.Password)
 	}
-	m := &MQTT{store: s.store, opt: opt, log: opt.Logger, metrics: s.metrics, subbed: make(chan struct{})}
+	m := &MQTT{store: s.store, opt: opt, log: opt.Logger, metrics: s.metrics, conflicts: s.conflicts, subbed: make(chan struct{})}
 	m.ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	filter := "$share/" + opt.Group + "/" + opt.Prefix + "/+/readings"
 	co.AddBroker(u.String()).SetClientID(opt.ClientID).
@@ -245,6 +246,7 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 		}
 	}
 	m.metrics.committed("mqtt", res)
+	m.conflicts.note(m.log, "mqtt", device, res)
 	m.handled.Add(1)
 	if m.opt.crashAfterCommit != nil && m.opt.crashAfterCommit() {
 		return
