@@ -46,24 +46,31 @@ func clockOf(unsynced bool) string {
 	return ""
 }
 
-// deadLetterRanges reads the dead_letter_ranges of a device heartbeat:
-// the seq ranges the device keeps dead-lettered, per stream. A heartbeat
-// without them (or none at all) gives none.
-func deadLetterRanges(status []byte) map[reading.StreamID][][2]uint64 {
-	out := map[reading.StreamID][][2]uint64{}
-	if len(status) == 0 {
-		return out
-	}
+// statusDeadLetters returns the dead_letter_ranges of a device heartbeat
+// (JSON, as sent), and whether it has them: a status without them (the
+// MQTT last will's {"state":"offline"}) leaves the known ones as they are.
+func statusDeadLetters(status []byte) (any, bool) {
 	var st struct {
-		DeadLetterRanges []struct {
-			Stream string      `json:"stream"`
-			Ranges [][2]uint64 `json:"ranges"`
-		} `json:"dead_letter_ranges"`
+		DeadLetterRanges json.RawMessage `json:"dead_letter_ranges"`
 	}
-	if json.Unmarshal(status, &st) != nil {
+	if json.Unmarshal(status, &st) != nil || len(st.DeadLetterRanges) == 0 || st.DeadLetterRanges[0] != '[' {
+		return nil, false
+	}
+	return string(st.DeadLetterRanges), true
+}
+
+// deadLetterRanges reads the dead_letter_ranges a device last reported:
+// the seq ranges it keeps dead-lettered, per stream.
+func deadLetterRanges(raw []byte) map[reading.StreamID][][2]uint64 {
+	out := map[reading.StreamID][][2]uint64{}
+	var dls []struct {
+		Stream string      `json:"stream"`
+		Ranges [][2]uint64 `json:"ranges"`
+	}
+	if len(raw) == 0 || json.Unmarshal(raw, &dls) != nil {
 		return out
 	}
-	for _, d := range st.DeadLetterRanges {
+	for _, d := range dls {
 		id, err := reading.ParseStreamID(d.Stream)
 		if err != nil {
 			continue

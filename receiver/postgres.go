@@ -305,8 +305,10 @@ func (p *Postgres) Authenticate(ctx context.Context, tokenHash []byte) (string, 
 
 // SaveStatus keeps status as the device's last heartbeat.
 func (p *Postgres) SaveStatus(ctx context.Context, device string, status []byte, at time.Time) error {
-	_, err := p.pool.Exec(ctx, `UPDATE devices SET last_status = $2, last_status_at = $3, last_seen = $3 WHERE id = $1`,
-		device, string(status), at)
+	dl, _ := statusDeadLetters(status)
+	_, err := p.pool.Exec(ctx, `UPDATE devices SET last_status = $2, last_status_at = $3, last_seen = $3,
+		dead_letter_ranges = coalesce($4::jsonb, dead_letter_ranges) WHERE id = $1`,
+		device, string(status), at, dl)
 	if err != nil {
 		return p.wrap("save status", err)
 	}
@@ -546,18 +548,17 @@ func (p *Postgres) Reject(ctx context.Context, m Rejected) error {
 	return nil
 }
 
-// deadLettered returns the ranges the device's last heartbeat lists as
-// dead-lettered.
+// deadLettered returns the ranges the device last reported dead-lettered.
 func (p *Postgres) deadLettered(ctx context.Context, device string) (map[reading.StreamID][][2]uint64, error) {
-	var status *string
-	err := p.pool.QueryRow(ctx, `SELECT last_status::text FROM devices WHERE id = $1`, device).Scan(&status)
+	var raw *string
+	err := p.pool.QueryRow(ctx, `SELECT dead_letter_ranges::text FROM devices WHERE id = $1`, device).Scan(&raw)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return nil, p.wrap("read last status", err)
+		return nil, p.wrap("read dead-letter ranges", err)
 	}
-	if status == nil {
+	if raw == nil {
 		return deadLetterRanges(nil), nil
 	}
-	return deadLetterRanges([]byte(*status)), nil
+	return deadLetterRanges([]byte(*raw)), nil
 }
 
 // conflictRows returns the device's newest conflicts, per stream.

@@ -350,8 +350,10 @@ func (s *SQLite) Authenticate(ctx context.Context, tokenHash []byte) (string, er
 func (s *SQLite) SaveStatus(ctx context.Context, device string, status []byte, at time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, err := s.db.ExecContext(ctx, `UPDATE devices SET last_status = ?, last_status_at = ?, last_seen = ? WHERE id = ?`,
-		string(status), micros(at), micros(at), device)
+	dl, _ := statusDeadLetters(status)
+	_, err := s.db.ExecContext(ctx, `UPDATE devices SET last_status = ?, last_status_at = ?, last_seen = ?,
+		dead_letter_ranges = coalesce(?, dead_letter_ranges) WHERE id = ?`,
+		string(status), micros(at), micros(at), dl, device)
 	if err != nil {
 		return s.wrap("save status", err)
 	}
@@ -618,15 +620,14 @@ func (s *SQLite) Reject(ctx context.Context, m Rejected) error {
 	return s.wrapIf("keep rejected message", err)
 }
 
-// deadLettered returns the ranges the device's last heartbeat lists as
-// dead-lettered.
+// deadLettered returns the ranges the device last reported dead-lettered.
 func (s *SQLite) deadLettered(ctx context.Context, device string) (map[reading.StreamID][][2]uint64, error) {
-	var status sql.NullString
-	err := s.db.QueryRowContext(ctx, `SELECT last_status FROM devices WHERE id = ?`, device).Scan(&status)
+	var raw sql.NullString
+	err := s.db.QueryRowContext(ctx, `SELECT dead_letter_ranges FROM devices WHERE id = ?`, device).Scan(&raw)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, s.wrap("read last status", err)
+		return nil, s.wrap("read dead-letter ranges", err)
 	}
-	return deadLetterRanges([]byte(status.String)), nil
+	return deadLetterRanges([]byte(raw.String)), nil
 }
 
 // conflictRows returns the device's newest conflicts, per stream.

@@ -317,6 +317,10 @@ func runStoreSuite(t *testing.T, open openFunc) {
 		if err := s.SaveStatus(t.Context(), "pi-07", []byte(status), t0); err != nil {
 			t.Fatal(err)
 		}
+		// A status without the ranges (the MQTT last will) keeps them.
+		if err := s.SaveStatus(t.Context(), "pi-07", []byte(`{"state":"offline"}`), t0); err != nil {
+			t.Fatal(err)
+		}
 		ds, err := s.Devices(t.Context())
 		if err != nil {
 			t.Fatal(err)
@@ -342,6 +346,13 @@ func runStoreSuite(t *testing.T, open openFunc) {
 				c.Received.Value != got.Value || c.Received.Unit != got.Unit || c.Received.Sensor != got.Sensor || c.ReceivedAt.IsZero() {
 				t.Errorf("conflict of seq %d = %+v (stored %+v); want stored %+v, received %+v", c.Seq, c, c.Stored, stored, got)
 			}
+		}
+		// A heartbeat with an empty list: nothing is dead-lettered any more.
+		if err := s.SaveStatus(t.Context(), "pi-07", []byte(`{"device":"pi-07","dead_letter_ranges":[]}`), t0); err != nil {
+			t.Fatal(err)
+		}
+		if gaps, err := s.Gaps(t.Context(), "pi-07"); err != nil || !equalJSON(t, gaps[0].Missing, [][2]uint64{{7, 9}}) || len(gaps[0].DeadLettered) != 0 {
+			t.Errorf("Gaps() after an empty dead-letter list = %+v, %v; want 7–9 missing", gaps, err)
 		}
 		// A key repeated within one batch with other contents: the row
 		// names the first occurrence, stored by the same batch.
