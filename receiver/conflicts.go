@@ -86,7 +86,9 @@ func deadLetterRanges(raw []byte) map[reading.StreamID][][2]uint64 {
 
 // conflictLog warns once per device and stream about conflicts: a device
 // reusing seqs sends many, and the count (metrics, accounting) says how
-// many; the log says that it started.
+// many; the log says that it started. A batch names its first conflict
+// only, so a batch of several streams (an import) warns about the first
+// conflicting one; the others are counted and listed all the same.
 type conflictLog struct {
 	mu   sync.Mutex
 	seen map[conflictKey]struct{}
