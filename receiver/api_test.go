@@ -1,11 +1,16 @@
 package receiver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/outpost-iot/outpost/internal/reading"
@@ -64,7 +69,7 @@ func TestQueryAPI(t *testing.T) {
 		{"latest", "/v1/devices/pi-07/latest", adminTok, 200, ""},
 		{"bad id", "/v1/devices/pi%2007/latest", adminTok, 400, `{"error":"device id: invalid: character ' ' at offset 2 is not one of [A-Za-z0-9._-]","field":"id"}`},
 		{"gaps", "/v1/devices/pi-07/gaps", adminTok, 200,
-			`{"device":"pi-07","streams":[{"stream":"9f3c2a71d04b88e1","highest_seq":5,"missing":[],"dropped":[]}]}`},
+			`{"device":"pi-07","streams":[{"stream":"9f3c2a71d04b88e1","highest_seq":5,"missing":[],"dropped":[],"dead_lettered":[],"conflicts":[]}]}`},
 		{"readings ndjson", "/v1/readings?device=pi-07&sensor=t", adminTok, 200, strings.TrimSpace(strings.ReplaceAll(lines(1, 4), ".123Z", ".123Z"))},
 		{"readings csv", "/v1/readings?device=pi-07&sensor=h&format=csv", adminTok, 200,
 			"device,stream,seq,sensor,timestamp,value,unit,clock,labels,received_at\npi-07,9f3c2a71d04b88e1,5,h,2026-11-22T10:00:00.123Z,21.5,C,synced,,"},
@@ -152,4 +157,67 @@ func TestUnavailable(t *testing.T) {
 		t.Errorf("readyz with the store down = %d; want 503", rec.Code)
 	}
 	_ = reading.Reading{}
+}
+
+// TestConflictsLoggedOnce: a conflict is warned about once per device and
+// stream, however many follow (they are counted in the metrics), over
+// HTTP and MQTT alike (one conflictLog per server).
+func TestConflictsLoggedOnce(t *testing.T) {
+	t.Parallel()
+	st := openSQLiteT(t)
+	var logBuf syncBuffer
+	opt := testOptions
+	opt.Logger = slog.New(slog.NewTextHandler(&logBuf, nil))
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddDevice(t.Context(), "pi-07", HashToken(tokPi07), t0); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(NewServer(st, opt).Handler())
+	t.Cleanup(srv.Close)
+	other := strings.ReplaceAll(lines(1, 3), "9f3c2a71d04b88e1", "0123456789abcdef")
+	for i, body := range []string{
+		lines(1, 3), other, // stored
+		strings.ReplaceAll(lines(1, 3), "21.5", "1"),                                    // 3 conflicts in the first stream
+		strings.ReplaceAll(lines(2, 3), "21.5", "2"),                                    // 2 more there
+		strings.ReplaceAll(other, "21.5", "3"),                                          // 3 in the second stream
+		strings.Replace(line(4, `,"clock":"unsynced"`), "2026", "1970", 1), line(4, ""), // a correction
+	} {
+		if st, got, _ := do(t, srv, req{path: "/v1/readings", token: tokPi07, ctype: "application/x-ndjson", body: []byte(body)}); st != 200 {
+			t.Fatalf("batch %d: %d %s", i, st, got)
+		}
+	}
+	warnings := regexp.MustCompile(`level=WARN msg="readings conflict with stored ones[^\n]*stream=(\w+) seq=(\d+) conflicts=(\d+)`).FindAllStringSubmatch(logBuf.String(), -1)
+	if len(warnings) != 2 || warnings[0][1] != "9f3c2a71d04b88e1" || warnings[0][2] != "1" || warnings[0][3] != "3" ||
+		warnings[1][1] != "0123456789abcdef" {
+		t.Errorf("conflict warnings = %q; want one per stream, the first naming seq 1 and 3 conflicts\n%s", warnings, logBuf.String())
+	}
+	_, metrics, _ := do(t, srv, req{method: "GET", path: "/metrics"})
+	for _, want := range []string{
+		`outpost_receiver_readings_total{result="conflict",transport="http"} 8`,
+		`outpost_receiver_readings_total{result="corrected",transport="http"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

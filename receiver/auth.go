@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"strings"
 )
 
@@ -45,4 +48,35 @@ func bearer(r *http.Request) (string, bool) {
 	}
 	tok = strings.TrimSpace(tok)
 	return tok, tok != ""
+}
+
+// ReadSecretFile reads a secret (a password) from path, without the
+// surrounding whitespace. It refuses a file that others may read (mode
+// o+r or o+w): a secret lives in a file of mode 0600 or 0640, never on the
+// command line.
+func ReadSecretFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o006 != 0 {
+		return "", fmt.Errorf("%s has mode %04o, readable or writable by others: chmod o-rw it (0600 or 0640)", path, perm)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return "", err
+	}
+	secret := strings.TrimSpace(string(b))
+	if secret == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return secret, nil
 }

@@ -145,7 +145,7 @@ func TestPostgresKilledMidIngest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fmt.Sprint(gaps); got != fmt.Sprintf("[{9f3c2a71d04b88e1 %d [] []}]", batches*size) {
+	if got := fmt.Sprint(gaps); got != fmt.Sprintf("[{9f3c2a71d04b88e1 %d [] [] [] []}]", batches*size) {
 		t.Errorf("gaps after recovery = %s; want none up to %d", got, batches*size)
 	}
 	t.Logf("%d answers 503 while Postgres was down", seen503)

@@ -29,10 +29,16 @@ type MQTTOptions struct {
 	ClientID string // one per replica; the session is persistent
 	Prefix   string // topic prefix, default "outpost"
 	Group    string // shared-subscription group, default "outpost-receiver"
-	Logger   *slog.Logger
+	// Username and Password log in to the broker; they take precedence
+	// over credentials in Broker's URL.
+	Username, Password string
+	Logger             *slog.Logger
 	// MaxDecodedBytes bounds a message after gzip decompression (default
-	// DefaultMaxDecodedBytes); MaxLines bounds its lines.
+	// DefaultMaxDecodedBytes); MaxLineBytes and MaxLines bound one line
+	// and a message's lines (defaults reading.DefaultMaxLineBytes and
+	// DefaultMaxLines).
 	MaxDecodedBytes int64
+	MaxLineBytes    int
 	MaxLines        int
 
 	// crashAfterCommit, in tests, is asked after each commit whether to
@@ -45,16 +51,17 @@ type MQTTOptions struct {
 // acknowledged only once its batch is committed (or kept as rejected),
 // then a receipt published on <prefix>/<device>/receipts.
 type MQTT struct {
-	client  mqtt.Client
-	store   Store
-	opt     MQTTOptions
-	log     *slog.Logger
-	metrics *metrics
-	ctx     context.Context
-	cancel  context.CancelFunc
-	subOnce sync.Once
-	subbed  chan struct{} // closed once the first subscription holds
-	handled atomic.Int64  // batches committed by this replica
+	client    mqtt.Client
+	store     Store
+	opt       MQTTOptions
+	log       *slog.Logger
+	metrics   *metrics
+	conflicts *conflictLog
+	ctx       context.Context
+	cancel    context.CancelFunc
+	subOnce   sync.Once
+	subbed    chan struct{} // closed once the first subscription holds
+	handled   atomic.Int64  // batches committed by this replica
 }
 
 // Receipt tells a device which seqs of a stream are now stored
@@ -85,6 +92,9 @@ func (s *Server) StartMQTT(ctx context.Context, opt MQTTOptions) (*MQTT, error) 
 	if opt.MaxDecodedBytes <= 0 {
 		opt.MaxDecodedBytes = DefaultMaxDecodedBytes
 	}
+	if opt.MaxLineBytes <= 0 {
+		opt.MaxLineBytes = reading.DefaultMaxLineBytes
+	}
 	if opt.MaxLines <= 0 {
 		opt.MaxLines = DefaultMaxLines
 	}
@@ -103,7 +113,13 @@ func (s *Server) StartMQTT(ctx context.Context, opt MQTTOptions) (*MQTT, error) 
 		}
 		u.User = nil
 	}
-	m := &MQTT{store: s.store, opt: opt, log: opt.Logger, metrics: s.metrics, subbed: make(chan struct{})}
+	if opt.Username != "" {
+		co.SetUsername(opt.Username)
+	}
+	if opt.Password != "" {
+		co.SetPassword(opt.Password)
+	}
+	m := &MQTT{store: s.store, opt: opt, log: opt.Logger, metrics: s.metrics, conflicts: s.conflicts, subbed: make(chan struct{})}
 	m.ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	filter := "$share/" + opt.Group + "/" + opt.Prefix + "/+/readings"
 	co.AddBroker(u.String()).SetClientID(opt.ClientID).
@@ -199,7 +215,7 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 		return
 	}
 	src = &limitReader{r: src, n: m.opt.MaxDecodedBytes}
-	b, err := decodeLinesOf(src, reading.Limits{MaxLines: m.opt.MaxLines}, device, "topic")
+	b, err := decodeLinesOf(src, reading.Limits{MaxLineBytes: m.opt.MaxLineBytes, MaxLines: m.opt.MaxLines}, device, "topic")
 	if err != nil {
 		line := 0
 		var le *reading.LineError
@@ -230,6 +246,7 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 		}
 	}
 	m.metrics.committed("mqtt", res)
+	m.conflicts.note(m.log, "mqtt", device, res)
 	m.handled.Add(1)
 	if m.opt.crashAfterCommit != nil && m.opt.crashAfterCommit() {
 		return

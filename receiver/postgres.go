@@ -245,16 +245,23 @@ func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (Result,
 			})
 		}
 		if nConflict > 0 {
-			batch.Queue(`INSERT INTO conflicts (device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at)
-				SELECT $1, stream, seq, sensor, ts, value, unit, labels, unsynced, $2 FROM staging WHERE idx = $3`,
+			// Both versions: what arrived, and what is stored (inserted
+			// above when the batch itself holds the first version).
+			batch.Queue(`INSERT INTO conflicts (device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at,
+					stored_sensor, stored_ts, stored_value, stored_unit, stored_unsynced)
+				SELECT $1, s.stream, s.seq, s.sensor, s.ts, s.value, s.unit, s.labels, s.unsynced, $2,
+					r.sensor, r.ts, r.value, r.unit, r.unsynced
+				FROM staging s LEFT JOIN readings r ON r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq
+				WHERE s.idx = $3`,
 				device, b.ReceivedAt, int32(fateConflict))
 		}
 		for _, d := range streamDeltas(rs, fates) {
-			batch.Queue(`INSERT INTO streams AS s (device_id, stream, highest_seq, received, first_received_at, last_received_at)
-				VALUES ($1, $2, $3, $4, $5, $5)
+			batch.Queue(`INSERT INTO streams AS s (device_id, stream, highest_seq, received, first_received_at, last_received_at, conflicts, corrected)
+				VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
 				ON CONFLICT (device_id, stream) DO UPDATE SET highest_seq = greatest(s.highest_seq, excluded.highest_seq),
-				received = s.received + excluded.received, last_received_at = excluded.last_received_at`,
-				device, int64(d.stream), int64(d.highestSeq), d.added, b.ReceivedAt)
+				received = s.received + excluded.received, last_received_at = excluded.last_received_at,
+				conflicts = s.conflicts + excluded.conflicts, corrected = s.corrected + excluded.corrected`,
+				device, int64(d.stream), int64(d.highestSeq), d.added, b.ReceivedAt, d.conflicts, d.corrected)
 		}
 		for _, d := range b.Dropped {
 			batch.Queue(`INSERT INTO dropped_ranges (device_id, stream, seq_from, seq_to, received_at)
@@ -269,7 +276,7 @@ func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (Result,
 		if (inserted != nil && int(inserted.RowsAffected()) != nNew) || (corrected != nil && int(corrected.RowsAffected()) != nCorrected) {
 			return errRace
 		}
-		res = tally(fates)
+		res = tally(rs, fates)
 		return nil
 	})
 	return res, err
@@ -298,8 +305,10 @@ func (p *Postgres) Authenticate(ctx context.Context, tokenHash []byte) (string, 
 
 // SaveStatus keeps status as the device's last heartbeat.
 func (p *Postgres) SaveStatus(ctx context.Context, device string, status []byte, at time.Time) error {
-	_, err := p.pool.Exec(ctx, `UPDATE devices SET last_status = $2, last_status_at = $3, last_seen = $3 WHERE id = $1`,
-		device, string(status), at)
+	dl, _ := statusDeadLetters(status)
+	_, err := p.pool.Exec(ctx, `UPDATE devices SET last_status = $2, last_status_at = $3, last_seen = $3,
+		dead_letter_ranges = coalesce($4::jsonb, dead_letter_ranges) WHERE id = $1`,
+		device, string(status), at, dl)
 	if err != nil {
 		return p.wrap("save status", err)
 	}
@@ -378,18 +387,26 @@ func (p *Postgres) streamSummaries(ctx context.Context, device string) ([]Stream
 	if err != nil {
 		return nil, err
 	}
-	rows, err := p.pool.Query(ctx, `SELECT stream, highest_seq, received FROM streams WHERE device_id = $1 ORDER BY first_received_at, stream`, device)
+	dead, err := p.deadLettered(ctx, device)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := p.pool.Query(ctx, `SELECT stream, highest_seq, received, conflicts, corrected FROM streams
+		WHERE device_id = $1 ORDER BY first_received_at, stream`, device)
 	if err != nil {
 		return nil, p.wrap("list streams", err)
 	}
 	defer rows.Close()
 	out := []StreamSummary{}
 	for rows.Next() {
-		var stream, highest, received int64
-		if err := rows.Scan(&stream, &highest, &received); err != nil {
+		var stream, highest, received, conflicts, corrected int64
+		if err := rows.Scan(&stream, &highest, &received, &conflicts, &corrected); err != nil {
 			return nil, p.wrap("list streams", err)
 		}
-		out = append(out, summarize(reading.StreamID(stream), uint64(highest), uint64(received), dropped[reading.StreamID(stream)]))
+		st := reading.StreamID(stream)
+		sum := summarize(st, uint64(highest), uint64(received), dropped[st], dead[st])
+		sum.Conflicts, sum.Corrected = uint64(conflicts), uint64(corrected)
+		out = append(out, sum)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, p.wrap("list streams", err)
@@ -474,7 +491,15 @@ func (p *Postgres) Gaps(ctx context.Context, device string) ([]StreamGaps, error
 	if err := rows.Err(); err != nil {
 		return nil, p.wrap("find gaps", err)
 	}
-	return buildGaps(is, dropped), nil
+	dead, err := p.deadLettered(ctx, device)
+	if err != nil {
+		return nil, err
+	}
+	conflicts, err := p.conflictRows(ctx, device)
+	if err != nil {
+		return nil, err
+	}
+	return buildGaps(is, dropped, dead, conflicts), nil
 }
 
 // Readings calls fn for each reading of q, in device time order.
@@ -526,6 +551,54 @@ func (p *Postgres) Reject(ctx context.Context, m Rejected) error {
 		return p.wrap("keep rejected message", err)
 	}
 	return nil
+}
+
+// deadLettered returns the ranges the device last reported dead-lettered.
+func (p *Postgres) deadLettered(ctx context.Context, device string) (map[reading.StreamID][][2]uint64, error) {
+	var raw *string
+	err := p.pool.QueryRow(ctx, `SELECT dead_letter_ranges::text FROM devices WHERE id = $1`, device).Scan(&raw)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return nil, p.wrap("read dead-letter ranges", err)
+	}
+	if raw == nil {
+		return deadLetterRanges(nil), nil
+	}
+	return deadLetterRanges([]byte(*raw)), nil
+}
+
+// conflictRows returns the device's newest conflicts, per stream.
+func (p *Postgres) conflictRows(ctx context.Context, device string) (map[reading.StreamID][]Conflict, error) {
+	rows, err := p.pool.Query(ctx, `SELECT stream, seq, sensor, ts, value, unit, unsynced, received_at,
+		stored_sensor, stored_ts, stored_value, stored_unit, stored_unsynced
+		FROM conflicts WHERE device_id = $1 ORDER BY id DESC LIMIT $2`, device, maxConflictsShown)
+	if err != nil {
+		return nil, p.wrap("list conflicts", err)
+	}
+	defer rows.Close()
+	out := map[reading.StreamID][]Conflict{}
+	for rows.Next() {
+		var stream, seq int64
+		var c Conflict
+		var ss, su *string
+		var sts *time.Time
+		var sv *float64
+		var sunsynced *bool
+		var unsynced bool
+		if err := rows.Scan(&stream, &seq, &c.Received.Sensor, &c.Received.Timestamp, &c.Received.Value, &c.Received.Unit, &unsynced,
+			&c.ReceivedAt, &ss, &sts, &sv, &su, &sunsynced); err != nil {
+			return nil, p.wrap("list conflicts", err)
+		}
+		c.Seq = uint64(seq)
+		c.Received.Timestamp, c.Received.Clock, c.ReceivedAt = c.Received.Timestamp.UTC(), clockOf(unsynced), c.ReceivedAt.UTC()
+		if ss != nil && sts != nil && sv != nil && su != nil && sunsynced != nil {
+			c.Stored = &ConflictVersion{Sensor: *ss, Value: *sv, Unit: *su, Timestamp: sts.UTC(), Clock: clockOf(*sunsynced)}
+		}
+		out[reading.StreamID(stream)] = append(out[reading.StreamID(stream)], c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, p.wrap("list conflicts", err)
+	}
+	return out, nil
 }
 
 // Interface guard.

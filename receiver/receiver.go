@@ -90,10 +90,15 @@ func ReadAdminToken(path string) ([]byte, error) {
 type Config struct {
 	Listen         string // host:port
 	DatabaseURL    string // see OpenStore
-	MQTTBroker     string // "" disables MQTT ingest
-	MQTTClientID   string
 	AdminTokenFile string // "" disables the query API
-	Logger         *slog.Logger
+	// Limits of one batch (HTTP and MQTT); zero values take the
+	// defaults of Options.
+	MaxBodyBytes, MaxDecodedBytes int64
+	MaxLineBytes, MaxLines        int
+	// MQTT ingest: see MQTTOptions. MQTTBroker "" disables it.
+	MQTTBroker, MQTTClientID, MQTTPrefix, MQTTGroup string
+	MQTTUsername, MQTTPassword                      string
+	Logger                                          *slog.Logger
 	// Ready, when set, is called with the listening address once the
 	// store is migrated and the server accepts connections.
 	Ready func(addr net.Addr)
@@ -110,7 +115,9 @@ func Serve(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	opt := Options{Logger: log.With("component", "http")}
+	opt := Options{Logger: log.With("component", "http"),
+		MaxBodyBytes: cfg.MaxBodyBytes, MaxDecodedBytes: cfg.MaxDecodedBytes,
+		MaxLineBytes: cfg.MaxLineBytes, MaxLines: cfg.MaxLines}
 	if cfg.AdminTokenFile != "" {
 		h, err := ReadAdminToken(cfg.AdminTokenFile)
 		if err != nil {
@@ -133,6 +140,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := NewServer(st, opt)
+	opt = srv.opt // with the defaults
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -142,7 +150,10 @@ func Serve(ctx context.Context, cfg Config) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	if cfg.MQTTBroker != "" {
-		m, err := srv.StartMQTT(ctx, MQTTOptions{Broker: cfg.MQTTBroker, ClientID: cfg.MQTTClientID, Logger: log.With("component", "mqtt")})
+		m, err := srv.StartMQTT(ctx, MQTTOptions{Broker: cfg.MQTTBroker, ClientID: cfg.MQTTClientID,
+			Prefix: cfg.MQTTPrefix, Group: cfg.MQTTGroup, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword,
+			MaxDecodedBytes: opt.MaxDecodedBytes, MaxLineBytes: opt.MaxLineBytes, MaxLines: opt.MaxLines,
+			Logger: log.With("component", "mqtt")})
 		if err != nil {
 			ln.Close()
 			return err
@@ -151,7 +162,9 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	log.Info("receiver listening", "addr", ln.Addr().String(), "store", storeKind(cfg.DatabaseURL))
+	log.Info("receiver listening", "addr", ln.Addr().String(), "store", storeKind(cfg.DatabaseURL),
+		"max_body_bytes", opt.MaxBodyBytes, "max_decoded_bytes", opt.MaxDecodedBytes,
+		"max_line_bytes", opt.MaxLineBytes, "max_lines", opt.MaxLines)
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}

@@ -81,16 +81,17 @@ func (o Options) withDefaults() Options {
 // Server answers the receiver's HTTP API: ingest, status, queries, health
 // and metrics.
 type Server struct {
-	store   Store
-	opt     Options
-	log     *slog.Logger
-	metrics *metrics
+	store     Store
+	opt       Options
+	log       *slog.Logger
+	metrics   *metrics
+	conflicts *conflictLog
 }
 
 // NewServer returns a server storing into store.
 func NewServer(store Store, opt Options) *Server {
 	opt = opt.withDefaults()
-	return &Server{store: store, opt: opt, log: opt.Logger, metrics: newMetrics()}
+	return &Server{store: store, opt: opt, log: opt.Logger, metrics: newMetrics(), conflicts: &conflictLog{}}
 }
 
 // Handler returns the receiver's HTTP routes. All routing is here.
@@ -341,9 +342,7 @@ func (s *Server) handleReadings(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.committed("http", res)
 	s.metrics.latency.WithLabelValues("http").Observe(s.opt.Now().Sub(start).Seconds())
-	if res.Conflicts > 0 {
-		s.log.Warn("conflicting readings kept aside", "device", device, "conflicts", res.Conflicts)
-	}
+	s.conflicts.note(s.log, "http", device, res)
 	writeJSON(w, http.StatusOK, res)
 }
 

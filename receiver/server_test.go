@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -185,6 +186,32 @@ func TestIngestTable(t *testing.T) {
 			400, `{"error":"line 2: invalid JSON: invalid character ']' looking for beginning of value","line":2}`},
 		{"wrong method", req{method: http.MethodPut, body: []byte(line(12, ""))},
 			405, `Method Not Allowed`},
+
+		// Conflict, duplicate or correction is decided on sensor, unit,
+		// value bits and device time to the microsecond; the stored
+		// reading always stays.
+		{"conflict on unit", req{body: []byte(strings.Replace(line(1, ""), `"unit":"C"`, `"unit":"F"`, 1))},
+			200, `{"accepted":0,"duplicates":0,"conflicts":1,"corrected":0}`},
+		{"conflict on sensor", req{body: []byte(strings.Replace(line(2, ""), `"sensor":"t"`, `"sensor":"h"`, 1))},
+			200, `{"accepted":0,"duplicates":0,"conflicts":1,"corrected":0}`},
+		{"conflict on time (1µs)", req{body: []byte(strings.Replace(line(3, ""), ".123Z", ".123001Z", 1))},
+			200, `{"accepted":0,"duplicates":0,"conflicts":1,"corrected":0}`},
+		{"duplicate below a microsecond", req{body: []byte(strings.Replace(line(3, ""), ".123Z", ".1230004Z", 1))},
+			200, `{"accepted":0,"duplicates":1,"conflicts":0,"corrected":0}`},
+		{"duplicate with other labels", req{body: []byte(line(3, `,"labels":{"room":"b"}`))},
+			200, `{"accepted":0,"duplicates":1,"conflicts":0,"corrected":0}`},
+		{"resend of a corrected reading", req{body: []byte(line(7, ""))},
+			200, `{"accepted":0,"duplicates":1,"conflicts":0,"corrected":0}`},
+		{"unsynced resend of a corrected reading", req{body: []byte(strings.Replace(line(7, `,"clock":"unsynced"`), "2026-11-22T10", "1970-01-01T00", 1))},
+			200, `{"accepted":0,"duplicates":0,"conflicts":1,"corrected":0}`},
+		{"unsynced stored again", req{body: []byte(strings.Replace(line(40, `,"clock":"unsynced"`), "2026-11-22T10", "1970-01-01T00", 1))},
+			200, `{"accepted":1,"duplicates":0,"conflicts":0,"corrected":0}`},
+		{"correction with another value", req{body: []byte(strings.Replace(line(40, ""), "21.5", "23.5", 1))},
+			200, `{"accepted":0,"duplicates":0,"conflicts":1,"corrected":0}`},
+		{"unsynced resend at another unsynced time", req{body: []byte(strings.Replace(line(40, `,"clock":"unsynced"`), "2026-11-22T10", "1970-01-01T01", 1))},
+			200, `{"accepted":0,"duplicates":0,"conflicts":1,"corrected":0}`},
+		{"correction, conflict and new in one batch", req{body: []byte(line(40, "") + line(41, "") + strings.Replace(line(41, ""), "21.5", "0", 1))},
+			200, `{"accepted":2,"duplicates":0,"conflicts":1,"corrected":1}`},
 	}
 	for _, c := range cases {
 		if c.r.path == "" {
@@ -211,9 +238,33 @@ func TestIngestTable(t *testing.T) {
 		}
 	}
 	// Nothing of the refused batches was stored: seq 12 never arrived.
+	// Every conflict is listed with both versions, newest first.
 	st, body, _ := do(t, srv, req{method: "GET", path: "/v1/devices/pi-07/gaps", token: adminTok})
-	want := `{"device":"pi-07","streams":[{"stream":"9f3c2a71d04b88e1","highest_seq":11,"missing":[],"dropped":[[20,29]]}]}`
+	body = regexp.MustCompile(`"received_at":"[^"]*"`).ReplaceAllString(body, `"received_at":"…"`)
+	conflict := func(seq int, stored, received string) string {
+		return `{"seq":` + strconv.Itoa(seq) + `,"stored":{` + stored + `},"received":{` + received + `},"received_at":"…"}`
+	}
+	const (
+		v   = `"sensor":"t","value":21.5,"unit":"C","timestamp":"2026-11-22T10:00:00.123Z"`
+		u40 = `"sensor":"t","value":21.5,"unit":"C","timestamp":"1970-01-01T00:00:00.123Z","clock":"unsynced"`
+	)
+	want := `{"device":"pi-07","streams":[{"stream":"9f3c2a71d04b88e1","highest_seq":41,"missing":[[12,19],[30,39]],"dropped":[[20,29]],"dead_lettered":[],"conflicts":[` +
+		strings.Join([]string{
+			conflict(41, `"sensor":"t","value":21.5,"unit":"C","timestamp":"2026-11-22T10:00:00.123Z"`, `"sensor":"t","value":0,"unit":"C","timestamp":"2026-11-22T10:00:00.123Z"`),
+			conflict(40, u40, `"sensor":"t","value":21.5,"unit":"C","timestamp":"1970-01-01T01:00:00.123Z","clock":"unsynced"`),
+			conflict(40, u40, strings.Replace(v, "21.5", "23.5", 1)),
+			conflict(7, v, `"sensor":"t","value":21.5,"unit":"C","timestamp":"1970-01-01T00:00:00.123Z","clock":"unsynced"`),
+			conflict(3, v, strings.Replace(v, ".123Z", ".123001Z", 1)),
+			conflict(2, v, strings.Replace(v, `"t"`, `"h"`, 1)),
+			conflict(1, v, strings.Replace(v, `"C"`, `"F"`, 1)),
+			conflict(5, v, strings.Replace(v, "21.5", "22.5", 1)),
+		}, ",") + `]}]}`
 	if st != 200 || body != want {
-		t.Errorf("gaps after the table = %d %s; want 200 %s", st, body, want)
+		t.Errorf("gaps after the table = %d %s\n\twant 200 %s", st, body, want)
+	}
+	// The per-stream accounting counts them, and the corrections.
+	st, body, _ = do(t, srv, req{method: "GET", path: "/v1/devices", token: adminTok})
+	if wantSum := `"streams":[{"stream":"9f3c2a71d04b88e1","highest_seq":41,"received":13,"dropped":10,"dead_lettered":0,"missing":18,"conflicts":8,"corrected":2}]`; st != 200 || !strings.Contains(body, wantSum) {
+		t.Errorf("GET /v1/devices = %d %s\n\twant pi-07 with %s", st, body, wantSum)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -217,9 +218,14 @@ func (s *SQLite) Ingest(ctx context.Context, device string, b *Batch) (Result, e
 				if err != nil {
 					return err
 				}
+				// Both versions: what arrived, and what is stored (inserted
+				// above when the batch itself holds the first version).
 				if _, err := tx.ExecContext(ctx, `INSERT INTO conflicts
-					(device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, device, int64(r.Stream), int64(r.Seq), r.Sensor, micros(r.Time),
+					(device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at,
+					 stored_sensor, stored_ts, stored_value, stored_unit, stored_unsynced)
+					SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, r.sensor, r.ts, r.value, r.unit, r.unsynced
+					FROM (SELECT 1) LEFT JOIN readings r ON r.device_id = ?1 AND r.stream = ?2 AND r.seq = ?3`,
+					device, int64(r.Stream), int64(r.Seq), r.Sensor, micros(r.Time),
 					r.Value, r.Unit, labels, r.Unsynced, now); err != nil {
 					return err
 				}
@@ -227,10 +233,12 @@ func (s *SQLite) Ingest(ctx context.Context, device string, b *Batch) (Result, e
 		}
 		for _, d := range streamDeltas(rs, fates) {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO streams
-				(device_id, stream, highest_seq, received, first_received_at, last_received_at) VALUES (?, ?, ?, ?, ?, ?)
+				(device_id, stream, highest_seq, received, first_received_at, last_received_at, conflicts, corrected)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT (device_id, stream) DO UPDATE SET highest_seq = max(highest_seq, excluded.highest_seq),
-				received = received + excluded.received, last_received_at = excluded.last_received_at`,
-				device, int64(d.stream), int64(d.highestSeq), d.added, now, now); err != nil {
+				received = received + excluded.received, last_received_at = excluded.last_received_at,
+				conflicts = conflicts + excluded.conflicts, corrected = corrected + excluded.corrected`,
+				device, int64(d.stream), int64(d.highestSeq), d.added, now, now, d.conflicts, d.corrected); err != nil {
 				return err
 			}
 		}
@@ -246,7 +254,7 @@ func (s *SQLite) Ingest(ctx context.Context, device string, b *Batch) (Result, e
 	if err != nil {
 		return Result{}, s.wrap("ingest batch", err)
 	}
-	return tally(fates), nil
+	return tally(rs, fates), nil
 }
 
 // storedKeys returns what is stored under the keys of rs[first]: per
@@ -342,8 +350,10 @@ func (s *SQLite) Authenticate(ctx context.Context, tokenHash []byte) (string, er
 func (s *SQLite) SaveStatus(ctx context.Context, device string, status []byte, at time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, err := s.db.ExecContext(ctx, `UPDATE devices SET last_status = ?, last_status_at = ?, last_seen = ? WHERE id = ?`,
-		string(status), micros(at), micros(at), device)
+	dl, _ := statusDeadLetters(status)
+	_, err := s.db.ExecContext(ctx, `UPDATE devices SET last_status = ?, last_status_at = ?, last_seen = ?,
+		dead_letter_ranges = coalesce(?, dead_letter_ranges) WHERE id = ?`,
+		string(status), micros(at), micros(at), dl, device)
 	if err != nil {
 		return s.wrap("save status", err)
 	}
@@ -430,18 +440,26 @@ func (s *SQLite) streamSummaries(ctx context.Context, device string) ([]StreamSu
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT stream, highest_seq, received FROM streams WHERE device_id = ? ORDER BY first_received_at, stream`, device)
+	dead, err := s.deadLettered(ctx, device)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT stream, highest_seq, received, conflicts, corrected FROM streams
+		WHERE device_id = ? ORDER BY first_received_at, stream`, device)
 	if err != nil {
 		return nil, s.wrap("list streams", err)
 	}
 	defer rows.Close()
 	out := []StreamSummary{}
 	for rows.Next() {
-		var stream, highest, received int64
-		if err := rows.Scan(&stream, &highest, &received); err != nil {
+		var stream, highest, received, conflicts, corrected int64
+		if err := rows.Scan(&stream, &highest, &received, &conflicts, &corrected); err != nil {
 			return nil, s.wrap("list streams", err)
 		}
-		out = append(out, summarize(reading.StreamID(stream), uint64(highest), uint64(received), dropped[reading.StreamID(stream)]))
+		st := reading.StreamID(stream)
+		sum := summarize(st, uint64(highest), uint64(received), dropped[st], dead[st])
+		sum.Conflicts, sum.Corrected = uint64(conflicts), uint64(corrected)
+		out = append(out, sum)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap("list streams", err)
@@ -449,19 +467,21 @@ func (s *SQLite) streamSummaries(ctx context.Context, device string) ([]StreamSu
 	return out, nil
 }
 
-func summarize(stream reading.StreamID, highest, received uint64, dropped [][2]uint64) StreamSummary {
+// summarize accounts for one stream: what is missing is what is neither
+// stored nor reported dropped or dead-lettered, up to the highest seq.
+func summarize(stream reading.StreamID, highest, received uint64, dropped, dead [][2]uint64) StreamSummary {
 	var clipped [][2]uint64
-	for _, d := range dropped {
+	for _, d := range append(slices.Clone(dropped), dead...) {
 		if d[0] <= highest {
 			clipped = append(clipped, [2]uint64{d[0], min(d[1], highest)})
 		}
 	}
-	nd := countRanges(dropped)
 	var missing uint64
 	if have := received + countRanges(clipped); highest > have {
 		missing = highest - have
 	}
-	return StreamSummary{Stream: stream.String(), HighestSeq: highest, Received: received, Dropped: nd, Missing: missing}
+	return StreamSummary{Stream: stream.String(), HighestSeq: highest, Received: received, Dropped: countRanges(dropped),
+		DeadLettered: countRanges(dead), Missing: missing}
 }
 
 func (s *SQLite) droppedRanges(ctx context.Context, device string) (map[reading.StreamID][][2]uint64, error) {
@@ -547,7 +567,15 @@ func (s *SQLite) Gaps(ctx context.Context, device string) ([]StreamGaps, error) 
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap("find gaps", err)
 	}
-	return buildGaps(is, dropped), nil
+	dead, err := s.deadLettered(ctx, device)
+	if err != nil {
+		return nil, err
+	}
+	conflicts, err := s.conflictRows(ctx, device)
+	if err != nil {
+		return nil, err
+	}
+	return buildGaps(is, dropped, dead, conflicts), nil
 }
 
 // Readings calls fn for each reading of q, in device time order.
@@ -595,6 +623,48 @@ func (s *SQLite) Reject(ctx context.Context, m Rejected) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO rejected_messages (topic, device_id, error, line, payload, received_at)
 		VALUES (?, ?, ?, ?, ?, ?)`, m.Topic, m.Device, m.Err, m.Line, m.Payload, micros(m.ReceivedAt))
 	return s.wrapIf("keep rejected message", err)
+}
+
+// deadLettered returns the ranges the device last reported dead-lettered.
+func (s *SQLite) deadLettered(ctx context.Context, device string) (map[reading.StreamID][][2]uint64, error) {
+	var raw sql.NullString
+	err := s.db.QueryRowContext(ctx, `SELECT dead_letter_ranges FROM devices WHERE id = ?`, device).Scan(&raw)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, s.wrap("read dead-letter ranges", err)
+	}
+	return deadLetterRanges([]byte(raw.String)), nil
+}
+
+// conflictRows returns the device's newest conflicts, per stream.
+func (s *SQLite) conflictRows(ctx context.Context, device string) (map[reading.StreamID][]Conflict, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT stream, seq, sensor, ts, value, unit, unsynced, received_at,
+		stored_sensor, stored_ts, stored_value, stored_unit, stored_unsynced
+		FROM conflicts WHERE device_id = ? ORDER BY id DESC LIMIT ?`, device, maxConflictsShown)
+	if err != nil {
+		return nil, s.wrap("list conflicts", err)
+	}
+	defer rows.Close()
+	out := map[reading.StreamID][]Conflict{}
+	for rows.Next() {
+		var stream, seq, ts, recv int64
+		var c Conflict
+		var unsynced bool
+		var ss, su sql.NullString
+		var sts sql.NullInt64
+		var sv sql.NullFloat64
+		var sunsynced sql.NullBool
+		if err := rows.Scan(&stream, &seq, &c.Received.Sensor, &ts, &c.Received.Value, &c.Received.Unit, &unsynced, &recv,
+			&ss, &sts, &sv, &su, &sunsynced); err != nil {
+			return nil, s.wrap("list conflicts", err)
+		}
+		c.Seq, c.ReceivedAt = uint64(seq), fromMicros(recv)
+		c.Received.Timestamp, c.Received.Clock = fromMicros(ts), clockOf(unsynced)
+		if ss.Valid && sts.Valid && sv.Valid && su.Valid && sunsynced.Valid {
+			c.Stored = &ConflictVersion{Sensor: ss.String, Value: sv.Float64, Unit: su.String, Timestamp: fromMicros(sts.Int64), Clock: clockOf(sunsynced.Bool)}
+		}
+		out[reading.StreamID(stream)] = append(out[reading.StreamID(stream)], c)
+	}
+	return out, s.wrapIf("list conflicts", rows.Err())
 }
 
 // Interface guard.

@@ -78,6 +78,10 @@ type Result struct {
 	Duplicates int `json:"duplicates"`
 	Conflicts  int `json:"conflicts"`
 	Corrected  int `json:"corrected"`
+	// ConflictStream and ConflictSeq name the batch's first conflicting
+	// reading, for the log (when Conflicts > 0).
+	ConflictStream reading.StreamID `json:"-"`
+	ConflictSeq    uint64           `json:"-"`
 }
 
 // Device is a registered device, as listed by the query API.
@@ -111,17 +115,31 @@ type StreamSummary struct {
 	HighestSeq uint64 `json:"highest_seq"`
 	Received   uint64 `json:"received"`
 	Dropped    uint64 `json:"dropped"` // seqs reported dropped by the device
+	// DeadLettered counts the seqs the device's last heartbeat lists as
+	// dead-lettered (rejected, kept on the device, re-sendable).
+	DeadLettered uint64 `json:"dead_lettered"`
 	// Missing counts seqs up to HighestSeq neither stored nor reported
-	// dropped (lost in transit, or still on their way).
+	// dropped or dead-lettered (lost in transit, or still on their way).
 	Missing uint64 `json:"missing"`
+	// Conflicts counts readings that arrived under a stored key with
+	// other contents (the stored one was kept); Corrected, resends that
+	// corrected an unsynced timestamp.
+	Conflicts uint64 `json:"conflicts"`
+	Corrected uint64 `json:"corrected"`
 }
 
-// StreamGaps lists what never arrived of one stream, and why.
+// StreamGaps lists what never arrived of one stream, and why, and the
+// readings that arrived in conflict with stored ones.
 type StreamGaps struct {
 	Stream     string      `json:"stream"`
 	HighestSeq uint64      `json:"highest_seq"`
 	Missing    [][2]uint64 `json:"missing"`
 	Dropped    [][2]uint64 `json:"dropped"`
+	// DeadLettered: the ranges the device's last heartbeat lists as
+	// dead-lettered on the device (not missing: kept there, re-sendable).
+	DeadLettered [][2]uint64 `json:"dead_lettered"`
+	// Conflicts, newest first (at most maxConflictsShown per device).
+	Conflicts []Conflict `json:"conflicts"`
 }
 
 // Stored is a stored reading with the time the receiver got it.
@@ -230,16 +248,19 @@ func dedupe(rs []reading.Reading) (first []int, fates []fate) {
 	return first, fates
 }
 
-// tally counts fates into a Result.
-func tally(fates []fate) Result {
+// tally counts the fates of rs into a Result.
+func tally(rs []reading.Reading, fates []fate) Result {
 	var r Result
-	for _, f := range fates {
+	for i, f := range fates {
 		switch f {
 		case fateNew:
 			r.Accepted++
 		case fateDuplicate:
 			r.Duplicates++
 		case fateConflict:
+			if r.Conflicts == 0 {
+				r.ConflictStream, r.ConflictSeq = rs[i].Stream, rs[i].Seq
+			}
 			r.Conflicts++
 		case fateCorrected:
 			r.Accepted++
@@ -251,9 +272,10 @@ func tally(fates []fate) Result {
 
 // streamDelta is how a batch changes the accounting of one stream.
 type streamDelta struct {
-	stream     reading.StreamID
-	highestSeq uint64
-	added      int64
+	stream               reading.StreamID
+	highestSeq           uint64
+	added                int64
+	conflicts, corrected int64
 }
 
 // streamDeltas sums, per stream, the readings a batch newly stored.
@@ -271,8 +293,13 @@ func streamDeltas(rs []reading.Reading, fates []fate) []streamDelta {
 		if rs[i].Seq > d.highestSeq {
 			d.highestSeq = rs[i].Seq
 		}
-		if fates[i] == fateNew {
+		switch fates[i] {
+		case fateNew:
 			d.added++
+		case fateConflict:
+			d.conflicts++
+		case fateCorrected:
+			d.corrected++
 		}
 	}
 	return out
@@ -387,9 +414,10 @@ type island struct {
 	from, to uint64
 }
 
-// buildGaps turns the runs of stored seqs (ordered by stream, then seq)
-// and the reported dropped ranges into per-stream gaps.
-func buildGaps(is []island, dropped map[reading.StreamID][][2]uint64) []StreamGaps {
+// buildGaps turns the runs of stored seqs (ordered by stream, then seq),
+// the reported dropped and dead-lettered ranges and the conflicts into
+// per-stream gaps.
+func buildGaps(is []island, dropped, dead map[reading.StreamID][][2]uint64, conflicts map[reading.StreamID][]Conflict) []StreamGaps {
 	have := map[reading.StreamID][][2]uint64{}
 	var order []reading.StreamID
 	for _, i := range is {
@@ -398,7 +426,15 @@ func buildGaps(is []island, dropped map[reading.StreamID][][2]uint64) []StreamGa
 		}
 		have[i.stream] = append(have[i.stream], [2]uint64{i.from, i.to})
 	}
-	for st := range dropped {
+	for _, m := range []map[reading.StreamID][][2]uint64{dropped, dead} {
+		for st := range m {
+			if _, ok := have[st]; !ok {
+				order = append(order, st)
+				have[st] = nil
+			}
+		}
+	}
+	for st := range conflicts {
 		if _, ok := have[st]; !ok {
 			order = append(order, st)
 			have[st] = nil
@@ -416,7 +452,16 @@ func buildGaps(is []island, dropped map[reading.StreamID][][2]uint64) []StreamGa
 		if d == nil {
 			d = [][2]uint64{}
 		}
-		out = append(out, StreamGaps{Stream: st.String(), HighestSeq: highest, Missing: missingRanges(highest, h, d), Dropped: d})
+		dl := dead[st]
+		if dl == nil {
+			dl = [][2]uint64{}
+		}
+		c := conflicts[st]
+		if c == nil {
+			c = []Conflict{}
+		}
+		out = append(out, StreamGaps{Stream: st.String(), HighestSeq: highest,
+			Missing: missingRanges(highest, h, append(slices.Clone(d), dl...)), Dropped: d, DeadLettered: dl, Conflicts: c})
 	}
 	return out
 }

@@ -147,6 +147,10 @@ func ingest(t *testing.T, s Store, b *Batch) Result {
 	if err != nil {
 		t.Fatalf("Ingest() error = %v", err)
 	}
+	if (res.Conflicts > 0) != (res.ConflictSeq > 0) {
+		t.Errorf("Ingest() = %+v: the first conflict is named iff there are conflicts", res)
+	}
+	res.ConflictStream, res.ConflictSeq = 0, 0 // compared with counts only
 	return res
 }
 
@@ -287,6 +291,83 @@ func runStoreSuite(t *testing.T, open openFunc) {
 			t.Errorf("old unsynced resend = %+v; want %+v", got, want)
 		}
 	})
+	t.Run("ConflictAccounting", func(t *testing.T) {
+		t.Parallel()
+		s := migrated(t, open)
+		rs := mk("pi-07", testStream, 1, 6)
+		rs[5].Unsynced, rs[5].Time = true, time.Date(1970, 1, 1, 0, 0, 6, 0, time.UTC)
+		ingest(t, s, batchOf(rs))
+		changed := slices.Clone(rs[:2])
+		changed[0].Value, changed[1].Unit = 99, "F"
+		res, err := s.Ingest(t.Context(), "pi-07", batchOf(changed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Conflicts != 2 || res.ConflictStream != testStream || res.ConflictSeq != 1 {
+			t.Errorf("Ingest(two changed readings) = %+v; want 2 conflicts, the first at %v seq 1", res, testStream)
+		}
+		fixed := rs[5]
+		fixed.Unsynced, fixed.Time = false, t0.Add(6*time.Second)
+		if got, want := ingest(t, s, batchOf([]reading.Reading{fixed})), (Result{Accepted: 1, Corrected: 1}); got != want {
+			t.Errorf("correction = %+v; want %+v", got, want)
+		}
+		// The device's heartbeat lists seqs 8–9 as dead-lettered: not missing.
+		ingest(t, s, batchOf(mk("pi-07", testStream, 10, 10)))
+		status := `{"device":"pi-07","dead_letter_ranges":[{"stream":"` + testStream.String() + `","ranges":[[8,9]]},{"stream":"bogus","ranges":[[1,2]]}]}`
+		if err := s.SaveStatus(t.Context(), "pi-07", []byte(status), t0); err != nil {
+			t.Fatal(err)
+		}
+		// A status without the ranges (the MQTT last will) keeps them.
+		if err := s.SaveStatus(t.Context(), "pi-07", []byte(`{"state":"offline"}`), t0); err != nil {
+			t.Fatal(err)
+		}
+		ds, err := s.Devices(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantSum := []StreamSummary{{Stream: testStream.String(), HighestSeq: 10, Received: 7, DeadLettered: 2, Missing: 1, Conflicts: 2, Corrected: 1}}
+		if !equalJSON(t, ds[0].Streams, wantSum) {
+			t.Errorf("Devices()[0].Streams = %+v; want %+v", ds[0].Streams, wantSum)
+		}
+		gaps, err := s.Gaps(t.Context(), "pi-07")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(gaps) != 1 || !equalJSON(t, gaps[0].Missing, [][2]uint64{{7, 7}}) || !equalJSON(t, gaps[0].DeadLettered, [][2]uint64{{8, 9}}) {
+			t.Fatalf("Gaps() = %+v; want seq 7 missing, 8–9 dead-lettered", gaps)
+		}
+		cs := gaps[0].Conflicts
+		if len(cs) != 2 || cs[0].Seq != 2 || cs[1].Seq != 1 {
+			t.Fatalf("Gaps().Conflicts = %+v; want seqs 2 then 1 (newest first)", cs)
+		}
+		for i, c := range cs {
+			stored, got := rs[1-i], changed[1-i]
+			if c.Stored == nil || c.Stored.Value != stored.Value || c.Stored.Unit != stored.Unit || !c.Stored.Timestamp.Equal(stored.Time.Truncate(time.Microsecond)) ||
+				c.Received.Value != got.Value || c.Received.Unit != got.Unit || c.Received.Sensor != got.Sensor || c.ReceivedAt.IsZero() {
+				t.Errorf("conflict of seq %d = %+v (stored %+v); want stored %+v, received %+v", c.Seq, c, c.Stored, stored, got)
+			}
+		}
+		// A heartbeat with an empty list: nothing is dead-lettered any more.
+		if err := s.SaveStatus(t.Context(), "pi-07", []byte(`{"device":"pi-07","dead_letter_ranges":[]}`), t0); err != nil {
+			t.Fatal(err)
+		}
+		if gaps, err := s.Gaps(t.Context(), "pi-07"); err != nil || !equalJSON(t, gaps[0].Missing, [][2]uint64{{7, 9}}) || len(gaps[0].DeadLettered) != 0 {
+			t.Errorf("Gaps() after an empty dead-letter list = %+v, %v; want 7–9 missing", gaps, err)
+		}
+		// A key repeated within one batch with other contents: the row
+		// names the first occurrence, stored by the same batch.
+		twice := mk("pi-07", testStream, 11, 11)
+		twice = append(twice, twice[0])
+		twice[1].Value = -1
+		ingest(t, s, batchOf(twice))
+		gaps, err = s.Gaps(t.Context(), "pi-07")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := gaps[0].Conflicts[0]; c.Seq != 11 || c.Stored == nil || c.Stored.Value != twice[0].Value || c.Received.Value != -1 {
+			t.Errorf("in-batch conflict = %+v (stored %+v); want seq 11 stored %v, received -1", c, c.Stored, twice[0].Value)
+		}
+	})
 	t.Run("FieldsRoundTrip", func(t *testing.T) {
 		t.Parallel()
 		s := migrated(t, open)
@@ -318,8 +399,8 @@ func runStoreSuite(t *testing.T, open openFunc) {
 			t.Fatal(err)
 		}
 		want := []StreamGaps{
-			{Stream: other.String(), HighestSeq: 2, Missing: [][2]uint64{{1, 1}}, Dropped: [][2]uint64{}},
-			{Stream: testStream.String(), HighestSeq: 10, Missing: [][2]uint64{{5, 5}, {8, 9}}, Dropped: [][2]uint64{{4, 4}}},
+			{Stream: other.String(), HighestSeq: 2, Missing: [][2]uint64{{1, 1}}, Dropped: [][2]uint64{}, DeadLettered: [][2]uint64{}, Conflicts: []Conflict{}},
+			{Stream: testStream.String(), HighestSeq: 10, Missing: [][2]uint64{{5, 5}, {8, 9}}, Dropped: [][2]uint64{{4, 4}}, DeadLettered: [][2]uint64{}, Conflicts: []Conflict{}},
 		}
 		if !equalJSON(t, gaps, want) {
 			t.Errorf("Gaps() = %+v; want %+v", gaps, want)

@@ -63,15 +63,27 @@ func TestUsage(t *testing.T) {
 
 func TestServeShutsDown(t *testing.T) {
 	db := "sqlite:" + filepath.Join(t.TempDir(), "r.db")
-	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stderr bytes.Buffer
+	var stderr syncBuffer
 	env := map[string]string{"OUTPOST_LISTEN": "127.0.0.1:0", "DATABASE_URL": db}
-	err := run(ctx, nil, func(k string) string { return env[k] }, &bytes.Buffer{}, &stderr)
-	if err != nil {
-		t.Fatalf("serve: %v\n%s", err, stderr.String())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &bytes.Buffer{}, &stderr) }()
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "receiver listening"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve not listening after 30s:\n%s", stderr.String())
+		}
 	}
-	if !strings.Contains(stderr.String(), "receiver listening") || !strings.Contains(stderr.String(), "shutting down") {
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not return within 30s of its context ending")
+	}
+	if !strings.Contains(stderr.String(), "shutting down") {
 		t.Errorf("serve log = %s; want listening and shutting down", stderr.String())
 	}
 }
