@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -46,7 +47,8 @@ func checkSpool(t *testing.T, path string) error {
 }
 
 func checkSpoolOnce(t *testing.T, path string) error {
-	s, err := Open(Options{Path: path, Device: "pi-07", CommitInterval: time.Hour})
+	s, err := Open(Options{Path: path, Device: "pi-07", CommitInterval: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return err
 	}
@@ -173,6 +175,7 @@ type cutTally struct {
 	salvageHangs             int // salvages stopped by the watchdog
 	countersOff              int // checks that found the meta counters disagreeing with the file
 	bboltRaces               int // writers in which bbolt raced with itself opening a corrupt file
+	inconsistent             int // checks that found seqs twice, above the high-water mark or of no writer
 	maxDeathsInARow          int
 	compactions, commitLines int
 }
@@ -209,7 +212,7 @@ func powerCutRun(t *testing.T, noSync bool, minCycles, cycles int, budget time.D
 	// books: every seq reported committed is there unless an ack for it was
 	// issued, exactly once, contiguous up to the high-water mark, and nothing
 	// whose ack was committed is back.
-	verify := func(cycle int, c *spoolCheck) {
+	verify := func(cycle int, c *spoolCheck, stderr string) {
 		t.Helper()
 		fail := func(format string, args ...any) {
 			t.Helper()
@@ -222,7 +225,8 @@ func powerCutRun(t *testing.T, noSync bool, minCycles, cycles int, budget time.D
 			t.Fatalf("cycle %d: the check did not finish: %+v", cycle, c)
 		}
 		for _, b := range c.bad {
-			t.Fatalf("cycle %d: a reading's contents do not match its seq: %s", cycle, b)
+			tally.inconsistent++
+			fail("a reading's contents do not match its seq: %s", b)
 		}
 		if live != 0 && c.stream != live {
 			if c.quarantined > 0 || c.salvaged > 0 || len(c.unsalvageable) > 0 {
@@ -230,7 +234,7 @@ func powerCutRun(t *testing.T, noSync bool, minCycles, cycles int, budget time.D
 			} else {
 				tally.vanished++
 			}
-			fail("the live stream changed %x → %x (quarantined %d): a file lost or set aside", live, c.stream, c.quarantined)
+			fail("the live stream changed %x → %x (quarantined %d): a file lost or set aside; the check's log:\n%s", live, c.stream, c.quarantined, stderr)
 		}
 		tally.salvaged += c.salvaged
 		if c.countersOff {
@@ -252,19 +256,23 @@ func powerCutRun(t *testing.T, noSync bool, minCycles, cycles int, budget time.D
 			}
 			for seq := r.from; seq <= r.to; seq++ {
 				if present[r.stream][seq] {
-					t.Fatalf("cycle %d: stream %x seq %d stored twice", cycle, r.stream, seq)
+					tally.inconsistent++
+					fail("stream %x seq %d stored twice", r.stream, seq)
 				}
 				present[r.stream][seq] = true
 			}
 		}
 		for stream, p := range present {
 			if books[stream] == nil && stream != c.stream {
-				t.Fatalf("cycle %d: readings of stream %x no writer wrote", cycle, stream)
+				tally.inconsistent++
+				fail("readings of stream %x no writer wrote", stream)
 			}
 			if stream == c.stream {
 				for seq := range p {
 					if seq > c.hwm {
-						t.Fatalf("cycle %d: seq %d above the high-water mark %d", cycle, seq, c.hwm)
+						tally.inconsistent++
+						fail("seq %d above the high-water mark %d", seq, c.hwm)
+						break
 					}
 				}
 			}
@@ -351,7 +359,7 @@ func powerCutRun(t *testing.T, noSync bool, minCycles, cycles int, budget time.D
 			continue
 		}
 		if !(noSync && !life.killed && (life.check == nil || !life.check.done)) {
-			verify(cycle, life.check) // else it died in its check: counted below
+			verify(cycle, life.check, life.stderr) // else it died in its check: counted below
 		}
 		if life.opened {
 			if life.stream != live {
@@ -407,7 +415,7 @@ func powerCutRun(t *testing.T, noSync bool, minCycles, cycles int, budget time.D
 	if last.exit != nil {
 		t.Fatalf("final check: %v %s\n%s", last.exit, last.errLine, last.stderr)
 	}
-	verify(tally.cycles, last.check)
+	verify(tally.cycles, last.check, last.stderr)
 	if tally.commitLines == 0 || tally.checked == 0 {
 		t.Fatalf("the writers reported %d commits, %d seqs checked: the test tested nothing", tally.commitLines, tally.checked)
 	}
@@ -465,14 +473,19 @@ func stuckIn(dump string) string {
 
 func (c cutTally) String() string {
 	return fmt.Sprintf("%d cycles: %d SIGKILLs (%d writers died by themselves, at most %d in a row), %d power cuts (%d drop-all, %d torn; %d unsynced pages dropped, %d kept), "+
-		"%d committed seqs checked, %d lost (in %d checks), %d acked back; %d files quarantined (%d salvaged: %d readings; %d unsalvageable; %d salvages hung), %d streams vanished, %d checks found meta counters off, %d bbolt self-races on corrupt files; %d commit lines, up to %d compactions per writer",
+		"%d committed seqs checked, %d lost (in %d checks), %d acked back; %d files quarantined (%d salvaged: %d readings; %d unsalvageable; %d salvages hung), %d streams vanished, %d checks found meta counters off, %d inconsistencies, %d bbolt self-races on corrupt files; %d commit lines, up to %d compactions per writer",
 		c.cycles, c.kills, c.deaths, c.maxDeathsInARow, c.dropAll+c.torn, c.dropAll, c.torn, c.pagesDropped, c.pagesKept,
-		c.checked, c.losses, c.lossyChecks, c.resurrected, c.quarantines, c.salvaged, c.salvagedReadings, c.unsalvageable, c.salvageHangs, c.vanished, c.countersOff, c.bboltRaces, c.commitLines, c.compactions)
+		c.checked, c.losses, c.lossyChecks, c.resurrected, c.quarantines, c.salvaged, c.salvagedReadings, c.unsalvageable, c.salvageHangs, c.vanished, c.countersOff, c.inconsistent, c.bboltRaces, c.commitLines, c.compactions)
 }
 
 // powerCutCycles returns the cycles to run and the time they may take:
-// at least 50, more while time allows.
-func powerCutCycles() (minCycles, cycles int, budget time.Duration) {
+// at least minCycles, more while time allows. The control without fsync
+// runs fewer: it finds losses in almost every cycle (LazyFS's run of
+// this kind on bbolt lost committed transactions in 18–20 of 20).
+func powerCutCycles(noSync bool) (minCycles, cycles int, budget time.Duration) {
+	if noSync {
+		return 20, 50, 10 * time.Second
+	}
 	return 50, 200, 25 * time.Second
 }
 
@@ -485,13 +498,13 @@ func powerCutCycles() (minCycles, cycles int, budget time.Duration) {
 // contents; nothing acknowledged comes back; no file is quarantined or
 // lost.
 func TestPowerCut(t *testing.T) {
-	minCycles, cycles, budget := powerCutCycles()
+	minCycles, cycles, budget := powerCutCycles(false)
 	tally := powerCutRun(t, false, minCycles, cycles, budget)
 	t.Logf("power cut, fsync on: %v", tally)
 	if tally.cycles < minCycles || tally.dropAll == 0 || tally.torn == 0 || tally.pagesDropped == 0 {
 		t.Fatalf("the run did too little: %v", tally)
 	}
-	if tally.losses != 0 || tally.resurrected != 0 || tally.quarantines != 0 || tally.vanished != 0 {
+	if tally.losses != 0 || tally.resurrected != 0 || tally.quarantines != 0 || tally.vanished != 0 || tally.inconsistent != 0 {
 		t.Fatalf("power cuts cost readings with fsync on: %v", tally)
 	}
 }
@@ -502,7 +515,7 @@ func TestPowerCut(t *testing.T) {
 // is quarantined and salvaged, the spool coming back up rather than
 // crash-looping.
 func TestPowerCutNoSync(t *testing.T) {
-	minCycles, cycles, budget := powerCutCycles()
+	minCycles, cycles, budget := powerCutCycles(true)
 	tally := powerCutRun(t, true, minCycles, cycles, budget)
 	t.Logf("power cut, fsync off (control): %v", tally)
 	if tally.losses == 0 && tally.quarantines == 0 && tally.vanished == 0 {
