@@ -53,9 +53,9 @@ test-race: ## go test -race against private PostgreSQL and Mosquitto (they must 
 	OUTPOST_REQUIRE_SERVICES=1 $(GO) test -race $(TESTFLAGS) ./...
 
 test-arm: deps binfmt deb ## the unit tests and the packaged binaries for arm64 and ARMv6 (Pi Zero core) under qemu-user
-	GOARCH=arm64 CGO_ENABLED=0 OUTPOST_REQUIRE_SERVICES=1 \
+	GOARCH=arm64 CGO_ENABLED=0 OUTPOST_REQUIRE_SERVICES=1 OUTPOST_EMULATED=1 \
 		$(GO) test $(TESTFLAGS) -exec qemu-aarch64-static ./...
-	GOARCH=arm GOARM=6 QEMU_CPU=arm1176 CGO_ENABLED=0 OUTPOST_REQUIRE_SERVICES=1 \
+	GOARCH=arm GOARM=6 QEMU_CPU=arm1176 CGO_ENABLED=0 OUTPOST_REQUIRE_SERVICES=1 OUTPOST_EMULATED=1 \
 		$(GO) test $(TESTFLAGS) -exec qemu-arm-static ./...
 	@# The binaries as packaged; armhf on the Pi Zero's core, which rejects ARMv7 code.
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \

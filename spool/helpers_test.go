@@ -48,13 +48,19 @@ func mustOpen(t testing.TB, opts Options) *Spool {
 // the meta bucket's counters.
 func checkCounters(t testing.TB, path string) {
 	t.Helper()
+	if err := countersMatch(path); err != nil {
+		t.Errorf("check counters of %s: %v", path, err)
+	}
+}
+
+// countersMatch is checkCounters' check, returning what it found wrong.
+func countersMatch(path string) error {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
-		t.Errorf("check counters: open %s: %v", path, err)
-		return
+		return fmt.Errorf("open: %w", err)
 	}
 	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) error {
+	return db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			return fmt.Errorf("no meta bucket")
@@ -81,9 +87,6 @@ func checkCounters(t testing.TB, path string) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Errorf("check counters of %s: %v", path, err)
-	}
 }
 
 // sample returns the test reading number i: its value is i, so a reading's

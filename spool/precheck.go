@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -101,7 +102,13 @@ func beginOpen(path string) (died int) {
 	return died
 }
 
-func endOpen(path string) { _ = os.Remove(openMarker(path)) }
+// endOpen removes the marker, durably: a removal a power cut undid would
+// bring the marker back and count this open as one that died.
+func endOpen(path string) {
+	if os.Remove(openMarker(path)) == nil {
+		syncDir(filepath.Dir(path))
+	}
+}
 
 // readAhead asks the kernel to read the whole file into the page cache in
 // the background, so bbolt's page-by-page walk of a cold file does not

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -228,7 +229,10 @@ func (s *Spool) load(db *bolt.DB, quarantined uint64) (st loaded, err error) {
 		}
 	}()
 	// Check in a read transaction; write (and fsync) only what changes.
-	var write func(tx *bolt.Tx) error
+	var (
+		write   func(tx *bolt.Tx) error
+		created bool
+	)
 	err = db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
@@ -238,6 +242,7 @@ func (s *Spool) load(db *bolt.DB, quarantined uint64) (st loaded, err error) {
 				return fmt.Errorf("no meta bucket: not a spool file: %w", ErrCorrupt)
 			}
 			write = func(tx *bolt.Tx) error { return s.initFile(tx, quarantined) }
+			created = true
 			return nil
 		}
 		v := getU64(meta, keyFormat)
@@ -254,6 +259,12 @@ func (s *Spool) load(db *bolt.DB, quarantined uint64) (st loaded, err error) {
 	})
 	if err == nil && write != nil {
 		err = db.Update(write)
+	}
+	if err == nil && created {
+		// A new file's name is durable only once its directory is
+		// synced; until then a power cut can take the file and every
+		// reading committed in it.
+		syncDir(filepath.Dir(s.opts.Path))
 	}
 	if err != nil {
 		return st, fmt.Errorf("spool: open %s: %w", s.opts.Path, err)

@@ -114,6 +114,7 @@ type rig struct {
 	dir, dbURL, url, config, socket string
 	broker                          string
 	liveStream                      string // the daemon's stream at the end
+	spoolDir                        string // where the spool file is; dir when empty
 	receiver                        *proc
 	db                              *pgx.Conn
 }
@@ -161,12 +162,19 @@ func newRig(t *testing.T, pg *testserver.Postgres, name, broker string) *rig {
 	return r
 }
 
+// commitInterval is the devices' spool.commit_interval.
+const commitInterval = 200 * time.Millisecond
+
 // writeConfig writes the device config with n sim sensors (none to only
 // drain what the spool holds).
 func (r *rig) writeConfig(t *testing.T, sensors int) {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "device: pi-e2e\nspool: {path: %s/spool.db, commit_interval: 200ms}\n", r.dir)
+	spoolDir := r.dir
+	if r.spoolDir != "" {
+		spoolDir = r.spoolDir
+	}
+	fmt.Fprintf(&b, "device: pi-e2e\nspool: {path: %s/spool.db, commit_interval: %v}\n", spoolDir, commitInterval)
 	if r.broker != "" {
 		fmt.Fprintf(&b, "uplink:\n  kind: mqtt\n  mqtt: {broker: %q, receipt_timeout: 5s}\n  batch: {max_readings: 200}\n  heartbeat: 1s\n", r.broker)
 	} else {
