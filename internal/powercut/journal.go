@@ -27,6 +27,7 @@ type journal struct {
 	keep  string                  // directory beside the backing one: hard links to journaled inodes
 	files map[uint64]*fileJournal // by backing inode number
 	dirs  map[uint64]*dirJournal  // by backing inode number of the directory
+	gate  syncGate                // held shut by StallSyncs; not under mu
 }
 
 // fileJournal is a file's durable state where it differs from the backing

@@ -273,6 +273,9 @@ func (f *file) truncate(size int64) syscall.Errno {
 // Fsync (and fdatasync) make the file's content and size durable. Nothing
 // needs to reach the backing disk: the power is only ever cut here.
 func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	if !f.j.gate.wait(ctx) {
+		return syscall.EINTR
+	}
 	f.j.mu.Lock()
 	defer f.j.mu.Unlock()
 	if err := f.j.synced(f.fd); err != nil {
@@ -348,6 +351,9 @@ func (d *dir) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 		return fs.ToErrno(err)
 	}
 	defer syscall.Close(fd)
+	if !d.j.gate.wait(ctx) {
+		return syscall.EINTR
+	}
 	d.j.mu.Lock()
 	defer d.j.mu.Unlock()
 	if err := d.j.dirSynced(fd); err != nil {

@@ -160,6 +160,7 @@ func (f *FS) mount() error {
 }
 
 func (f *FS) unmount() error {
+	f.j.gate.open()
 	f.mu.Lock()
 	server := f.server
 	f.server = nil

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // writeFile writes data to name under the mount, fsyncing the file when
@@ -316,5 +317,46 @@ func TestMmapSeesWrites(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "mmap ok") {
 		t.Fatalf("mmap subprocess: %v\n%s", err, out)
+	}
+}
+
+// A stalled fsync waits (while reads and writes go on) until the syncs
+// are resumed, and the data it synced then survives a cut.
+func TestStallSyncs(t *testing.T) {
+	f := MountT(t)
+	p := filepath.Join(f.Mountpoint(), "stalled")
+	writeFile(t, p, pattern('a', PageSize), true, true)
+	w, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.WriteAt(pattern('b', PageSize), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.StallSyncs()
+	done := make(chan error, 1)
+	go func() { done <- w.Sync() }()
+	select {
+	case err := <-done:
+		t.Fatalf("fsync returned (%v) while syncs were stalled", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, pattern('b', PageSize)) {
+		t.Fatalf("a read during the stall: %d bytes, %v; want the page written", len(got), err)
+	}
+	f.ResumeSyncs()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("fsync after ResumeSyncs: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("fsync still waiting 10s after ResumeSyncs")
+	}
+	w.Close()
+	cut(t, f, DropAll, 1)
+	if got, _ := readBoth(t, f, "stalled"); !bytes.Equal(got, pattern('b', PageSize)) {
+		t.Fatalf("after the resumed fsync and a cut the file holds %q…; want the synced 'b' page", got[:min(4, len(got))])
 	}
 }
