@@ -50,7 +50,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -66,7 +66,7 @@ type proc struct {
 	log string
 }
 
-func startProc(t *testing.T, log string, name string, args ...string) *proc {
+func startProc(t testing.TB, log string, name string, args ...string) *proc {
 	t.Helper()
 	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -92,7 +92,7 @@ func (p *proc) signal(sig syscall.Signal) {
 }
 
 // stop sends SIGTERM and wants a clean exit within 20s.
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
@@ -120,7 +120,7 @@ type rig struct {
 	db                              *pgx.Conn
 }
 
-func newRig(t *testing.T, pg *testserver.Postgres, name, broker string) *rig {
+func newRig(t testing.TB, pg *testserver.Postgres, name, broker string) *rig {
 	t.Helper()
 	r := &rig{dir: t.TempDir(), broker: broker}
 	r.dbURL = pg.CreateDatabase(t, name)
@@ -165,7 +165,7 @@ func newRig(t *testing.T, pg *testserver.Postgres, name, broker string) *rig {
 
 // writeConfig writes the device config with n sim sensors (none to only
 // drain what the spool holds).
-func (r *rig) writeConfig(t *testing.T, sensors int) {
+func (r *rig) writeConfig(t testing.TB, sensors int) {
 	t.Helper()
 	var b strings.Builder
 	spoolDir := r.spoolDir
@@ -189,11 +189,11 @@ func (r *rig) writeConfig(t *testing.T, sensors int) {
 	}
 }
 
-func (r *rig) startDaemon(t *testing.T) *proc {
+func (r *rig) startDaemon(t testing.TB) *proc {
 	return startProc(t, filepath.Join(r.dir, "outpost.log"), "outpost", "daemon", "--config", r.config)
 }
 
-func (r *rig) status(t *testing.T) (daemon.Status, error) {
+func (r *rig) status(t testing.TB) (daemon.Status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	st, _, err := daemon.FetchStatus(ctx, r.socket)
@@ -309,7 +309,7 @@ type tally struct {
 
 // duplicates scrapes the receiver's count of duplicate readings discarded
 // since it started.
-func (r *rig) duplicates(t *testing.T) int64 {
+func (r *rig) duplicates(t testing.TB) int64 {
 	t.Helper()
 	resp, err := http.Get(r.url + "/metrics")
 	if err != nil {
