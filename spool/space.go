@@ -51,6 +51,9 @@ const (
 	// spaceRetry is how often an out-of-space spool tries to preallocate
 	// again to see whether space has returned.
 	spaceRetry = 5 * time.Second
+	// compactSpaceRetry is how long a compaction that failed for space
+	// waits before it is tried again.
+	compactSpaceRetry = 10 * time.Minute
 )
 
 // space is the writer's view of the disk. The writer goroutine alone
@@ -64,6 +67,7 @@ type space struct {
 	since       time.Time // out of space since
 	dropped     uint64    // dropped for space in this episode
 	rejected    uint64    // s.rejected when the episode began
+	compactAt   time.Time // no compaction before (one failed for space)
 }
 
 // isNoSpace says whether err means the file system has no room for the
@@ -214,7 +218,12 @@ func (s *Spool) afterCommit() {
 	if s.space.noFallocate {
 		err = s.statfsRoom()
 	} else {
+		// Out of space, the probe must need new blocks: past what is
+		// preallocated already.
 		to := hwm + 2*reserveBytes
+		if full {
+			to = max(hwm, s.space.backedTo) + 2*reserveBytes
+		}
 		if err = preallocate(s.opts.Path, hwm, to); err == nil {
 			s.space.backedTo = to
 		}

@@ -61,9 +61,12 @@ func (s *Spool) run() {
 		}
 		backoff = 0
 		s.afterCommit()
-		if s.compactDue() {
+		if time.Now().After(s.space.compactAt) && s.compactDue() {
 			if err := s.compact(); err != nil {
 				s.log.Error("spool: compaction failed", "path", s.opts.Path, "error", err)
+				if isNoSpace(err) { // it needs room for the new file
+					s.space.compactAt = time.Now().Add(compactSpaceRetry)
+				}
 			}
 		}
 	}
@@ -166,7 +169,7 @@ func (s *Spool) commit() error {
 		// The file could not grow: with drop_oldest, free pages in it
 		// and try again at once.
 		s.setOutOfSpace(err)
-		if s.opts.Policy == DropOldest && n > 0 {
+		if s.opts.Policy == DropOldest {
 			if _, derr := s.makeRoom(n, true); derr == nil {
 				res, err = s.apply(live, streams, hwm, items, acks, ops, dropped, now, ageDue)
 			}
