@@ -31,11 +31,11 @@ DEB_NEEDS := gcc:/usr/bin/gcc \
 	systemd-container:/usr/bin/systemd-nspawn \
 	debootstrap:/usr/sbin/debootstrap
 
-.PHONY: help build build-arm test test-race test-e2e test-arm bench fuzz lint deps binfmt clean demo \
+.PHONY: help build build-arm test test-race test-e2e test-arm bench bench-e2e fuzz lint deps binfmt clean demo \
 	deb lintian test-packages test-packages-arm
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/' | expand -t 14
 
 build: ## build the binaries for this machine into bin/
 	$(GOBUILD) -o bin/ ./cmd/...
@@ -98,6 +98,17 @@ test-e2e: deps ## the whole pipeline on the real binaries: daemon → HTTP/MQTT 
 
 bench: ## benchmarks, BENCHCOUNT runs each, benchstat format in bench.txt
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./... | tee bench.txt
+
+# bench-e2e: the drain of a BACKLOG-reading spool (default 1M) over HTTP and
+# MQTT beside the same run's raw COPY, and the daemon's daily life (10
+# sensors at 1 Hz for LIFE). Not part of `make test`.
+BACKLOG ?= 1000000
+LIFE    ?= 60s
+bench-e2e: deps ## end-to-end figures on the real binaries (BACKLOG=1000000 LIFE=60s), in bench-e2e.txt
+	OUTPOST_REQUIRE_SERVICES=1 $(GO) test -tags e2e -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m \
+		./internal/e2e -args -backlog=$(BACKLOG) -life=$(LIFE) 2>&1 | \
+		grep -E '^(Benchmark|goos|goarch|pkg|cpu|ok|FAIL|PASS|panic|---)|_test.go' | tee bench-e2e.txt; \
+		exit $${PIPESTATUS[0]}
 
 fuzz: ## run every fuzz target for FUZZTIME (default 10s; e.g. make fuzz FUZZTIME=5m)
 	@# Go 1.26's coordinator can fail a target with a bare "context deadline

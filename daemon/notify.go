@@ -102,6 +102,9 @@ func (d *Daemon) statusLine(problem string) string {
 	if st.Spool.CommitFailing {
 		line += " (commits failing: " + st.Spool.LastCommitFail + ")"
 	}
+	if st.Spool.DiskFull {
+		line += " (disk full)"
+	}
 	line += "; uplink " + st.Uplink.State
 	if st.Uplink.LastError != "" && st.Uplink.State != "sending" && st.Uplink.State != "idle" {
 		line += " (" + st.Uplink.LastError + ")"

@@ -163,7 +163,7 @@ func spoolStatus(sp *spool.Spool) (SpoolStatus, error) {
 	st := SpoolStatus{
 		Path: s.Path, Stream: s.Stream.String(), Seq: s.Seq, Readings: s.Readings, Bytes: s.Bytes, FileBytes: s.FileSize,
 		Dropped: s.Dropped, DeadLetter: s.DeadLettered, Quarantined: s.Quarantined,
-		CommitFailing: s.Failing, LastCommitFail: s.LastError,
+		CommitFailing: s.Failing, LastCommitFail: s.LastError, DiskFull: s.OutOfSpace, Rejected: s.Rejected,
 	}
 	if !s.Oldest.IsZero() {
 		st.OldestUnsentS = int64(math.Max(0, time.Since(s.Oldest).Seconds()))

@@ -45,6 +45,8 @@ type SpoolStatus struct {
 	Quarantined    uint64 `json:"quarantined"`
 	CommitFailing  bool   `json:"commit_failing,omitempty"`
 	LastCommitFail string `json:"last_commit_error,omitempty"`
+	DiskFull       bool   `json:"disk_full,omitempty"` // the policy makes room in the file
+	Rejected       uint64 `json:"rejected,omitempty"`  // readings refused (reject_new) since start
 }
 
 // UplinkStatus is the uplink part of Status.

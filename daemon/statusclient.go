@@ -65,6 +65,9 @@ func WriteStatus(w io.Writer, st Status, now time.Time) error {
 	if sp.CommitFailing {
 		fmt.Fprintf(tw, "\tcommits failing: %s\n", sp.LastCommitFail)
 	}
+	if sp.DiskFull {
+		fmt.Fprintf(tw, "\tdisk full: the oldest readings make room (drop_oldest) or new ones are refused (reject_new, %d so far)\n", sp.Rejected)
+	}
 	u := st.Uplink
 	last := "never"
 	if u.LastSuccess != nil {

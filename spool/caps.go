@@ -16,18 +16,12 @@ import (
 // many readings it dropped.
 func (s *Spool) enforceCaps(tx *bolt.Tx, meta *bolt.Bucket, c *counters, streams []streamInfo, now time.Time, ageDue bool) (uint64, error) {
 	var total uint64
-	limit := uint64(s.opts.MaxBytes)
-	if s.opts.Policy == DropOldest && c.bytes > limit {
-		for _, si := range streams {
-			if c.bytes <= limit {
-				break
-			}
-			n, _, err := dropFront(tx, meta, c, si.id, func([]byte) bool { return c.bytes > limit })
-			if err != nil {
-				return total, err
-			}
-			total += n
+	if s.opts.Policy == DropOldest {
+		n, err := dropOver(tx, meta, c, streams, uint64(s.opts.MaxBytes))
+		if err != nil {
+			return n, err
 		}
+		total += n
 	}
 	if ageDue {
 		oldest := now.Add(-s.opts.MaxAge)
@@ -43,6 +37,23 @@ func (s *Spool) enforceCaps(tx *bolt.Tx, meta *bolt.Bucket, c *counters, streams
 			if stopped {
 				break
 			}
+		}
+	}
+	return total, nil
+}
+
+// dropOver drops the oldest readings, oldest stream first, while the
+// logical size is over limit. It returns how many it dropped.
+func dropOver(tx *bolt.Tx, meta *bolt.Bucket, c *counters, streams []streamInfo, limit uint64) (uint64, error) {
+	var total uint64
+	for _, si := range streams {
+		if c.bytes <= limit {
+			break
+		}
+		n, _, err := dropFront(tx, meta, c, si.id, func([]byte) bool { return c.bytes > limit })
+		total += n
+		if err != nil {
+			return total, err
 		}
 	}
 	return total, nil

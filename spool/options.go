@@ -91,6 +91,10 @@ type Options struct {
 	// UnsafeNoSync skips fsync. Only for tests that simulate a power cut;
 	// it voids guarantee 1.
 	UnsafeNoSync bool
+
+	// noFallocate makes the spool behave as on a file system that cannot
+	// preallocate (tests of a full disk without headroom).
+	noFallocate bool
 }
 
 func (o Options) withDefaults() (Options, error) {

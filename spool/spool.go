@@ -64,7 +64,11 @@ type Spool struct {
 	okGen      uint64        // the last commit that succeeded
 	commitCh   chan struct{} // closed and replaced after each commit
 	writerDone bool
-	dropping   bool // the cap is dropping readings (for logging changes)
+	dropping   bool   // the cap is dropping readings (for logging changes)
+	outOfSpace bool   // the disk is full (space.go)
+	refuse     bool   // reject_new on a full disk: Append refuses
+	rejected   uint64 // appends refused with ErrFull since Open
+	space      space  // the writer's view of the disk
 
 	corrupt     atomic.Bool   // a reader saw corruption; the writer quarantines
 	commits     atomic.Uint64 // successful commits since Open
@@ -124,6 +128,7 @@ func Open(opts Options) (*Spool, error) {
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	s.space.noFallocate = opts.noFallocate
 	if err := s.openFile(0); err != nil {
 		return nil, err
 	}
@@ -401,14 +406,21 @@ func (s *Spool) Append(ctx context.Context, r reading.Reading, clk Clock) (uint6
 			return 0, fmt.Errorf("spool: append: %w", ErrClosed)
 		}
 		if s.opts.Policy == RejectNew && s.counters.bytes+uint64(len(s.buf))*estimatedSize >= uint64(s.opts.MaxBytes) {
+			s.rejected++
 			s.mu.Unlock()
 			return 0, fmt.Errorf("spool: append: %w (%d bytes, cap %d)", ErrFull, s.counters.bytes, s.opts.MaxBytes)
+		}
+		if s.refuse {
+			s.rejected++
+			s.mu.Unlock()
+			return 0, fmt.Errorf("spool: append: %w: the disk is full", ErrFull)
 		}
 		if len(s.buf) < s.opts.MaxBufferedReadings {
 			break
 		}
 		if s.failing {
 			if s.opts.Policy == RejectNew {
+				s.rejected++
 				s.mu.Unlock()
 				return 0, fmt.Errorf("spool: append: %w: buffer full while commits fail: %v", ErrFull, s.lastErr)
 			}
@@ -578,6 +590,8 @@ type Stats struct {
 	Compactions uint64 // since Open
 	Failing     bool   // the last commit failed
 	LastError   string // its error
+	OutOfSpace  bool   // the disk is full: the policy makes room in the file
+	Rejected    uint64 // appends refused with ErrFull since Open (reject_new)
 }
 
 // Stats returns the spool's counters. It reads the oldest reading's time,
@@ -599,6 +613,8 @@ func (s *Spool) Stats() (Stats, error) {
 		Commits:      s.commits.Load(),
 		Compactions:  s.compactions.Load(),
 		Failing:      s.failing,
+		OutOfSpace:   s.outOfSpace,
+		Rejected:     s.rejected,
 	}
 	if s.lastErr != nil {
 		st.LastError = s.lastErr.Error()

@@ -60,9 +60,13 @@ func (s *Spool) run() {
 			continue
 		}
 		backoff = 0
-		if s.compactDue() {
+		s.afterCommit()
+		if time.Now().After(s.space.compactAt) && s.compactDue() {
 			if err := s.compact(); err != nil {
 				s.log.Error("spool: compaction failed", "path", s.opts.Path, "error", err)
+				if isNoSpace(err) { // it needs room for the new file
+					s.space.compactAt = time.Now().Add(compactSpaceRetry)
+				}
 			}
 		}
 	}
@@ -152,7 +156,25 @@ func (s *Spool) commit() error {
 	streams = append(streams[:0], s.streams...)
 	s.mu.Unlock()
 
+	s.mu.Lock()
+	full := s.outOfSpace
+	s.mu.Unlock()
+	if full && s.opts.Policy == DropOldest && n > 0 {
+		if _, err := s.makeRoom(n, false); err != nil && !isNoSpace(err) {
+			s.log.Debug("spool: could not make room on a full disk", "path", s.opts.Path, "error", err)
+		}
+	}
 	res, err := s.apply(live, streams, hwm, items, acks, ops, dropped, now, ageDue)
+	if err != nil && isNoSpace(err) {
+		// The file could not grow: with drop_oldest, free pages in it
+		// and try again at once.
+		s.setOutOfSpace(err)
+		if s.opts.Policy == DropOldest {
+			if _, derr := s.makeRoom(n, true); derr == nil {
+				res, err = s.apply(live, streams, hwm, items, acks, ops, dropped, now, ageDue)
+			}
+		}
+	}
 	if err != nil && isCorrupt(err) {
 		// The file is bad: set it aside, start a new stream, and commit the
 		// buffered readings there. Acks and ops were about the old file.

@@ -54,7 +54,7 @@ func TestPowerCutLoopHTTP(t *testing.T) {
 	if st.Spool.Quarantined != 0 {
 		t.Errorf("%d spool files quarantined after %d power cuts; want none", st.Spool.Quarantined, cycles)
 	}
-	if n := r.checkAccounting(t, st.Spool.Seq); n != 1 {
+	if n := r.checkAccounting(t, st.Spool.Seq).streams; n != 1 {
 		t.Errorf("%d streams after power cuts; want the one stream", n)
 	}
 
