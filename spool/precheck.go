@@ -33,6 +33,13 @@ func (s *Spool) precheck(full bool) (err error) {
 	if err != nil {
 		return fmt.Errorf("spool: open %s: %w", path, err)
 	}
+	if full {
+		// bbolt's cursor loops forever on a page cycle: walk the page
+		// graph first, without it.
+		if err := checkPages(path); err != nil {
+			return fmt.Errorf("spool: check %s: %w", path, err)
+		}
+	}
 	old := debug.SetPanicOnFault(true)
 	defer debug.SetPanicOnFault(old)
 	defer func() {
