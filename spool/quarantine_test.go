@@ -309,3 +309,75 @@ func TestDeadLetterDuringQuarantineReturns(t *testing.T) {
 		t.Errorf("DeadLetter() while the file is quarantined: %v; want ErrCorrupt (not a hang)", err)
 	}
 }
+
+// setBoot makes beginOpen read the boot id id, until the test ends.
+func setBoot(t *testing.T, id string) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "boot_id")
+	if err := os.WriteFile(f, []byte(id+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := bootIDFile
+	bootIDFile = f
+	t.Cleanup(func() { bootIDFile = old })
+}
+
+// TestPowerCutsDuringOpenKeepAGoodFile: the power went twice in a row
+// while the spool opened (each leaving its open marker, in a boot of its
+// own); the open in the third boot keeps the file, while two opens that
+// died in one boot still quarantine it.
+func TestPowerCutsDuringOpenKeepAGoodFile(t *testing.T) {
+	boots := []string{
+		"6f1c0e52-8a7d-4c61-9a43-0d2b7a4f1e01",
+		"6f1c0e52-8a7d-4c61-9a43-0d2b7a4f1e02",
+		"6f1c0e52-8a7d-4c61-9a43-0d2b7a4f1e03",
+	}
+	t.Run("power cuts", func(t *testing.T) {
+		opts := testOptions(t.TempDir())
+		old := makeSpoolFile(t, opts, 10)
+		for _, b := range boots[:2] {
+			setBoot(t, b)
+			if died := beginOpen(opts.Path); died != 0 {
+				t.Fatalf("boot %s: beginOpen() = %d died; want 0 (the marker is from another boot)", b, died)
+			}
+		}
+		setBoot(t, boots[2])
+		s := mustOpen(t, opts)
+		if st, _ := s.Stats(); st.Stream != old || st.Quarantined != 0 || st.Readings != 10 {
+			t.Errorf("after two power cuts during open: stream %v (old %v), quarantined %d, readings %d; want the file kept", st.Stream, old, st.Quarantined, st.Readings)
+		}
+		if _, err := os.Stat(openMarker(opts.Path)); err == nil {
+			t.Errorf("the open marker is still there after a finished open")
+		}
+	})
+	t.Run("crashes in one boot", func(t *testing.T) {
+		opts := testOptions(t.TempDir())
+		old := makeSpoolFile(t, opts, 10)
+		setBoot(t, boots[0])
+		for want := range 2 {
+			if died := beginOpen(opts.Path); died != want {
+				t.Fatalf("beginOpen() = %d died; want %d", died, want)
+			}
+		}
+		b, _ := os.ReadFile(openMarker(opts.Path))
+		if got := strings.TrimSpace(string(b)); got != "2 "+boots[0] {
+			t.Errorf("marker %q; want the count and the boot id", got)
+		}
+		s := mustOpen(t, opts)
+		if st, _ := s.Stats(); st.Stream == old || st.Quarantined != 1 {
+			t.Errorf("after two deaths at open in one boot: stream %v (old %v), quarantined %d; want a new stream", st.Stream, old, st.Quarantined)
+		}
+	})
+	t.Run("old or empty marker", func(t *testing.T) {
+		setBoot(t, boots[0])
+		for content, want := range map[string]int{"": 1, "1\n": 1, "2\n": 2, "1 garbage\n": 1} {
+			path := filepath.Join(t.TempDir(), "spool.db")
+			if err := os.WriteFile(openMarker(path), []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if died := beginOpen(path); died != want {
+				t.Errorf("marker %q: beginOpen() = %d died; want %d", content, died, want)
+			}
+		}
+	})
+}
