@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -227,33 +228,81 @@ func TestCorruptPagesAreQuarantinedAtOpen(t *testing.T) {
 	}
 }
 
-func TestCorruptValueFoundByReaderIsQuarantined(t *testing.T) {
-	opts := testOptions(t.TempDir())
-	old := makeSpoolFile(t, opts, 20)
-	db, err := bolt.Open(opts.Path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(streamBucket(old)).Put(itob(5), []byte{flagReserved, 1, 2, 3})
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := mustOpen(t, opts)
-	if _, err := s.Next(100, 1<<20); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("Next() over a corrupt value error = %v; want ErrCorrupt", err)
-	}
-	if err := s.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := s.Stats()
-	if st.Stream == old || st.Quarantined != 1 || len(quarantinedFiles(t, opts.Path)) != 1 {
-		t.Errorf("after a corrupt value: stream %v (old %v), quarantined %d", st.Stream, old, st.Quarantined)
-	}
-	if b, err := s.Next(100, 1<<20); err != nil || b != nil {
-		t.Errorf("Next() on the new stream = %+v, %v; want nothing", b, err)
+// TestCorruptValueIsDeadLettered: one stored value that does not decode
+// is the damage of one reading, not of the file. The drain dead-letters
+// it, with the decode error as its reason, and hands out every other
+// reading; the file is not quarantined.
+func TestCorruptValueIsDeadLettered(t *testing.T) {
+	// Each keeps the value's length, so the meta counters stay right.
+	for name, garble := range map[string]func(v []byte){
+		"reserved flag": func(v []byte) { v[0] = flagReserved },
+		"all 0xff":      func(v []byte) { copy(v, bytes.Repeat([]byte{0xff}, len(v))) },
+		"cut varints":   func(v []byte) { copy(v[1:], bytes.Repeat([]byte{0x80}, len(v)-1)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			opts := testOptions(t.TempDir())
+			old := makeSpoolFile(t, opts, 20)
+			db, err := bolt.Open(opts.Path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = db.Update(func(tx *bolt.Tx) error {
+				b := tx.Bucket(streamBucket(old))
+				v := bytes.Clone(b.Get(itob(5)))
+				garble(v)
+				return b.Put(itob(5), v)
+			})
+			db.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := mustOpen(t, opts)
+			var seqs []uint64
+			for {
+				b, err := s.Next(4, 1<<20) // seq 5 opens the second batch
+				if err != nil {
+					t.Fatalf("Next() over a corrupt value error = %v; want the other readings", err)
+				}
+				if b == nil {
+					break
+				}
+				for _, r := range b.Readings {
+					if r.Value != float64(r.Seq) {
+						t.Errorf("seq %d: value %v", r.Seq, r.Value)
+					}
+					seqs = append(seqs, r.Seq)
+				}
+				if err := s.Ack(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			want := []uint64{1, 2, 3, 4}
+			for seq := uint64(6); seq <= 20; seq++ {
+				want = append(want, seq)
+			}
+			if !slices.Equal(seqs, want) {
+				t.Errorf("drained seqs %v; want %v", seqs, want)
+			}
+			dls, err := s.DeadLetters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(dls) != 1 || dls[0].Stream != old || dls[0].From != 5 || dls[0].To != 5 || dls[0].Count != 1 ||
+				!strings.Contains(dls[0].Reason, "malformed reading value") {
+				t.Fatalf("dead letters = %+v; want seq 5 of %v with the decode error as reason", dls, old)
+			}
+			t.Logf("reason: %s", dls[0].Reason)
+			st, _ := s.Stats()
+			if st.Stream != old || st.Quarantined != 0 || len(quarantinedFiles(t, opts.Path)) != 0 || st.Readings != 0 {
+				t.Errorf("after a corrupt value: stream %v (old %v), quarantined %d, readings %d; want the file kept, drained", st.Stream, old, st.Quarantined, st.Readings)
+			}
+			if b, err := s.Next(100, 1<<20); err != nil || b != nil {
+				t.Errorf("Next() after the drain = %+v, %v; want nothing", b, err)
+			}
+		})
 	}
 }
 
