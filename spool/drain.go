@@ -148,6 +148,11 @@ func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, max
 		if btoi(k) > to {
 			break
 		}
+		if btoi(k) <= scanned || btoi(k) < from {
+			// Keys come in order unless the tree is damaged (a page
+			// cycle brings old keys back, forever).
+			return scanned, fmt.Errorf("stream %v: key %d after %d: B+tree out of order: %w", batch.Stream, btoi(k), max(scanned, from), ErrCorrupt)
+		}
 		r, err := s.decode(batch.Stream, btoi(k), v)
 		if ue := (*unreadableError)(nil); errors.As(err, &ue) {
 			s.deadLetterUnreadable(ue)
