@@ -27,6 +27,9 @@ const (
 	helperSeedEnv   = "OUTPOST_SPOOL_CRASH_SEED"
 	helperNoSyncEnv = "OUTPOST_SPOOL_CRASH_NOSYNC"
 	helperCheckEnv  = "OUTPOST_SPOOL_CRASH_CHECK"
+	// helperBootEnv names a file holding the boot id the writer is to
+	// see (the power-cut tests start a new boot at each cut).
+	helperBootEnv = "OUTPOST_SPOOL_CRASH_BOOT_ID_FILE"
 )
 
 // TestHelperWriter is the crash test's writer process, not a test: it
@@ -43,6 +46,9 @@ func TestHelperWriter(t *testing.T) {
 	path := os.Getenv(helperEnv)
 	if path == "" {
 		t.Skip("the writer process of TestCrashKill9 and TestPowerCut")
+	}
+	if f := os.Getenv(helperBootEnv); f != "" {
+		bootIDFile = f
 	}
 	if c := os.Getenv(helperCheckEnv); c != "" {
 		if err := checkSpool(t, path); err != nil {

@@ -107,6 +107,38 @@ func (s *Spool) DeadLetter(ctx context.Context, b *Batch, reason string) error {
 	return nil
 }
 
+// unreadableError is a stored reading whose value does not decode: the
+// damage of one value, not of the file's structure. It does not wrap
+// ErrCorrupt, so it never quarantines the file: the drain dead-letters
+// the reading and goes on with the others.
+type unreadableError struct {
+	stream reading.StreamID
+	seq    uint64
+	cause  string
+}
+
+func (e *unreadableError) Error() string {
+	return fmt.Sprintf("stream %v seq %d: unreadable value: %s", e.stream, e.seq, e.cause)
+}
+
+// deadLetterUnreadable queues the move of an unreadable reading into the
+// dead-letter bucket, with the decode error as its reason, for the next
+// commit; like every dead letter, its seq is then reported upstream with
+// the status. It does not wait: the caller holds a read transaction.
+func (s *Spool) deadLetterUnreadable(e *unreadableError) {
+	o := &op{kind: opDeadLetter, stream: e.stream, from: e.seq, to: e.seq,
+		reason: "unreadable value: " + e.cause, done: make(chan struct{})}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.ops = append(s.ops, o)
+	s.mu.Unlock()
+	s.kickWriter()
+	s.log.Warn("spool: an unreadable reading goes to the dead letters", "stream", e.stream.String(), "seq", e.seq, "error", e.cause)
+}
+
 // Resend moves a dead-lettered batch back into its stream (same seqs), so
 // it is sent again.
 func (s *Spool) Resend(ctx context.Context, stream reading.StreamID, from uint64) error {

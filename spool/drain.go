@@ -2,8 +2,10 @@ package spool
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -91,8 +93,12 @@ func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxByt
 		}
 	}
 	if b := tx.Bucket(streamBucket(stream)); b != nil {
-		if err := s.collect(b, batch, from, to, size, maxReadings, maxBytes); err != nil {
+		scanned, err := s.collect(b, batch, from, to, size, maxReadings, maxBytes)
+		if err != nil {
 			return nil, err
+		}
+		if !resent && scanned >= from {
+			s.cursor[stream] = scanned + 1 // past dead-lettered unreadable values too
 		}
 	}
 	n := len(batch.Readings)
@@ -115,7 +121,7 @@ func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxByt
 	if n > 0 {
 		batch.From, batch.To = batch.Readings[0].Seq, batch.Readings[n-1].Seq
 		if !resent {
-			s.cursor[stream] = batch.To + 1
+			s.cursor[stream] = max(s.cursor[stream], batch.To+1)
 		}
 	}
 	for _, d := range batch.Dropped {
@@ -127,20 +133,35 @@ func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxByt
 // collect adds to batch the readings of stream bucket b with seqs from
 // from to to, as long as the batch stays within maxReadings and maxBytes of
 // wire encoding (size is what it holds already; a first reading larger
-// than maxBytes still comes alone). s.tab.mu is held.
-func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, maxReadings, maxBytes int) error {
+// than maxBytes still comes alone). A value that does not decode is
+// queued for the dead-letter bucket and skipped, counting against
+// maxReadings. It returns the last seq it took or skipped (0 if none).
+// s.tab.mu is held.
+func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, maxReadings, maxBytes int) (scanned uint64, err error) {
 	var line []byte
 	c := b.Cursor()
-	for k, v := c.Seek(itob(from)); k != nil && len(batch.Readings) < maxReadings; k, v = c.Next() {
+	skipped := 0
+	for k, v := c.Seek(itob(from)); k != nil && len(batch.Readings)+skipped < maxReadings; k, v = c.Next() {
 		if len(k) != 8 {
-			return fmt.Errorf("stream %v: key %x: %w", batch.Stream, k, ErrCorrupt)
+			return scanned, fmt.Errorf("stream %v: key %x: %w", batch.Stream, k, ErrCorrupt)
 		}
 		if btoi(k) > to {
 			break
 		}
+		if btoi(k) <= scanned || btoi(k) < from {
+			// Keys come in order unless the tree is damaged (a page
+			// cycle brings old keys back, forever).
+			return scanned, fmt.Errorf("stream %v: key %d after %d: B+tree out of order: %w", batch.Stream, btoi(k), max(scanned, from), ErrCorrupt)
+		}
 		r, err := s.decode(batch.Stream, btoi(k), v)
+		if ue := (*unreadableError)(nil); errors.As(err, &ue) {
+			s.deadLetterUnreadable(ue)
+			skipped++
+			scanned = btoi(k)
+			continue
+		}
 		if err != nil {
-			return err
+			return scanned, err
 		}
 		line = reading.AppendReading(line[:0], &r)
 		if len(batch.Readings) > 0 && size+len(line)+1 > maxBytes {
@@ -148,8 +169,9 @@ func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, max
 		}
 		size += len(line) + 1
 		batch.Readings = append(batch.Readings, r)
+		scanned = r.Seq
 	}
-	return nil
+	return scanned, nil
 }
 
 // decode turns a stored value into a reading; s.tab.mu is held. A reading
@@ -160,12 +182,13 @@ func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, max
 func (s *Spool) decode(stream reading.StreamID, seq uint64, v []byte) (reading.Reading, error) {
 	d, err := decodeStored(v)
 	if err != nil {
-		return reading.Reading{}, fmt.Errorf("stream %v seq %d: %w", stream, seq, err)
+		// The reason names the decode error, not the file: the file is fine.
+		return reading.Reading{}, &unreadableError{stream, seq, strings.TrimSuffix(err.Error(), ": "+ErrCorrupt.Error())}
 	}
 	correct(&d, s.tab.boots)
 	ser, ok := s.tab.lookup(d.series)
 	if !ok {
-		return reading.Reading{}, fmt.Errorf("stream %v seq %d: unknown series %d: %w", stream, seq, d.series, ErrCorrupt)
+		return reading.Reading{}, &unreadableError{stream, seq, fmt.Sprintf("unknown series %d", d.series)}
 	}
 	return reading.Reading{
 		Device:   s.opts.Device,
@@ -326,7 +349,7 @@ func (s *Spool) NextFresh(maxReadings, maxBytes, minBacklog int) (*Batch, error)
 		s.tab.mu.RLock()
 		defer s.tab.mu.RUnlock()
 		batch = &Batch{Stream: stream}
-		if err := s.collect(b, batch, from, reading.MaxSeq, 0, maxReadings, maxBytes); err != nil {
+		if _, err := s.collect(b, batch, from, reading.MaxSeq, 0, maxReadings, maxBytes); err != nil {
 			return err
 		}
 		n := len(batch.Readings)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -227,33 +228,81 @@ func TestCorruptPagesAreQuarantinedAtOpen(t *testing.T) {
 	}
 }
 
-func TestCorruptValueFoundByReaderIsQuarantined(t *testing.T) {
-	opts := testOptions(t.TempDir())
-	old := makeSpoolFile(t, opts, 20)
-	db, err := bolt.Open(opts.Path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(streamBucket(old)).Put(itob(5), []byte{flagReserved, 1, 2, 3})
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := mustOpen(t, opts)
-	if _, err := s.Next(100, 1<<20); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("Next() over a corrupt value error = %v; want ErrCorrupt", err)
-	}
-	if err := s.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := s.Stats()
-	if st.Stream == old || st.Quarantined != 1 || len(quarantinedFiles(t, opts.Path)) != 1 {
-		t.Errorf("after a corrupt value: stream %v (old %v), quarantined %d", st.Stream, old, st.Quarantined)
-	}
-	if b, err := s.Next(100, 1<<20); err != nil || b != nil {
-		t.Errorf("Next() on the new stream = %+v, %v; want nothing", b, err)
+// TestCorruptValueIsDeadLettered: one stored value that does not decode
+// is the damage of one reading, not of the file. The drain dead-letters
+// it, with the decode error as its reason, and hands out every other
+// reading; the file is not quarantined.
+func TestCorruptValueIsDeadLettered(t *testing.T) {
+	// Each keeps the value's length, so the meta counters stay right.
+	for name, garble := range map[string]func(v []byte){
+		"reserved flag": func(v []byte) { v[0] = flagReserved },
+		"all 0xff":      func(v []byte) { copy(v, bytes.Repeat([]byte{0xff}, len(v))) },
+		"cut varints":   func(v []byte) { copy(v[1:], bytes.Repeat([]byte{0x80}, len(v)-1)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			opts := testOptions(t.TempDir())
+			old := makeSpoolFile(t, opts, 20)
+			db, err := bolt.Open(opts.Path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = db.Update(func(tx *bolt.Tx) error {
+				b := tx.Bucket(streamBucket(old))
+				v := bytes.Clone(b.Get(itob(5)))
+				garble(v)
+				return b.Put(itob(5), v)
+			})
+			db.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := mustOpen(t, opts)
+			var seqs []uint64
+			for {
+				b, err := s.Next(4, 1<<20) // seq 5 opens the second batch
+				if err != nil {
+					t.Fatalf("Next() over a corrupt value error = %v; want the other readings", err)
+				}
+				if b == nil {
+					break
+				}
+				for _, r := range b.Readings {
+					if r.Value != float64(r.Seq) {
+						t.Errorf("seq %d: value %v", r.Seq, r.Value)
+					}
+					seqs = append(seqs, r.Seq)
+				}
+				if err := s.Ack(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			want := []uint64{1, 2, 3, 4}
+			for seq := uint64(6); seq <= 20; seq++ {
+				want = append(want, seq)
+			}
+			if !slices.Equal(seqs, want) {
+				t.Errorf("drained seqs %v; want %v", seqs, want)
+			}
+			dls, err := s.DeadLetters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(dls) != 1 || dls[0].Stream != old || dls[0].From != 5 || dls[0].To != 5 || dls[0].Count != 1 ||
+				!strings.Contains(dls[0].Reason, "malformed reading value") {
+				t.Fatalf("dead letters = %+v; want seq 5 of %v with the decode error as reason", dls, old)
+			}
+			t.Logf("reason: %s", dls[0].Reason)
+			st, _ := s.Stats()
+			if st.Stream != old || st.Quarantined != 0 || len(quarantinedFiles(t, opts.Path)) != 0 || st.Readings != 0 {
+				t.Errorf("after a corrupt value: stream %v (old %v), quarantined %d, readings %d; want the file kept, drained", st.Stream, old, st.Quarantined, st.Readings)
+			}
+			if b, err := s.Next(100, 1<<20); err != nil || b != nil {
+				t.Errorf("Next() after the drain = %+v, %v; want nothing", b, err)
+			}
+		})
 	}
 }
 
@@ -308,4 +357,76 @@ func TestDeadLetterDuringQuarantineReturns(t *testing.T) {
 	if err := s.DeadLetter(ctx, b, "400"); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("DeadLetter() while the file is quarantined: %v; want ErrCorrupt (not a hang)", err)
 	}
+}
+
+// setBoot makes beginOpen read the boot id id, until the test ends.
+func setBoot(t *testing.T, id string) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "boot_id")
+	if err := os.WriteFile(f, []byte(id+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := bootIDFile
+	bootIDFile = f
+	t.Cleanup(func() { bootIDFile = old })
+}
+
+// TestPowerCutsDuringOpenKeepAGoodFile: the power went twice in a row
+// while the spool opened (each leaving its open marker, in a boot of its
+// own); the open in the third boot keeps the file, while two opens that
+// died in one boot still quarantine it.
+func TestPowerCutsDuringOpenKeepAGoodFile(t *testing.T) {
+	boots := []string{
+		"6f1c0e52-8a7d-4c61-9a43-0d2b7a4f1e01",
+		"6f1c0e52-8a7d-4c61-9a43-0d2b7a4f1e02",
+		"6f1c0e52-8a7d-4c61-9a43-0d2b7a4f1e03",
+	}
+	t.Run("power cuts", func(t *testing.T) {
+		opts := testOptions(t.TempDir())
+		old := makeSpoolFile(t, opts, 10)
+		for _, b := range boots[:2] {
+			setBoot(t, b)
+			if died := beginOpen(opts.Path); died != 0 {
+				t.Fatalf("boot %s: beginOpen() = %d died; want 0 (the marker is from another boot)", b, died)
+			}
+		}
+		setBoot(t, boots[2])
+		s := mustOpen(t, opts)
+		if st, _ := s.Stats(); st.Stream != old || st.Quarantined != 0 || st.Readings != 10 {
+			t.Errorf("after two power cuts during open: stream %v (old %v), quarantined %d, readings %d; want the file kept", st.Stream, old, st.Quarantined, st.Readings)
+		}
+		if _, err := os.Stat(openMarker(opts.Path)); err == nil {
+			t.Errorf("the open marker is still there after a finished open")
+		}
+	})
+	t.Run("crashes in one boot", func(t *testing.T) {
+		opts := testOptions(t.TempDir())
+		old := makeSpoolFile(t, opts, 10)
+		setBoot(t, boots[0])
+		for want := range 2 {
+			if died := beginOpen(opts.Path); died != want {
+				t.Fatalf("beginOpen() = %d died; want %d", died, want)
+			}
+		}
+		b, _ := os.ReadFile(openMarker(opts.Path))
+		if got := strings.TrimSpace(string(b)); got != "2 "+boots[0] {
+			t.Errorf("marker %q; want the count and the boot id", got)
+		}
+		s := mustOpen(t, opts)
+		if st, _ := s.Stats(); st.Stream == old || st.Quarantined != 1 {
+			t.Errorf("after two deaths at open in one boot: stream %v (old %v), quarantined %d; want a new stream", st.Stream, old, st.Quarantined)
+		}
+	})
+	t.Run("old or empty marker", func(t *testing.T) {
+		setBoot(t, boots[0])
+		for content, want := range map[string]int{"": 1, "1\n": 1, "2\n": 2, "1 garbage\n": 1} {
+			path := filepath.Join(t.TempDir(), "spool.db")
+			if err := os.WriteFile(openMarker(path), []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if died := beginOpen(path); died != want {
+				t.Errorf("marker %q: beginOpen() = %d died; want %d", content, died, want)
+			}
+		}
+	})
 }

@@ -3,7 +3,9 @@ package spool
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"runtime/debug"
 	"slices"
 
@@ -21,6 +23,10 @@ type SalvageReport struct {
 	Problems []string
 }
 
+// salvageScratchSuffix names the scratch copy of a damaged file's
+// reachable part, beside the spool file.
+const salvageScratchSuffix = ".salvage-scratch"
+
 // salvageChunk is how many readings one salvage transaction copies.
 const salvageChunk = 10000
 
@@ -31,7 +37,27 @@ const salvageChunk = 10000
 // panic or a corrupt value ends the salvage of that stream, keeping what
 // was copied before it. Running it twice copies nothing twice. The file is
 // opened read-only and never changed.
+//
+// Before bbolt reads the file, its page graph is walked without bbolt's
+// cursor (which loops forever on a page cycle); when that walk finds a
+// page reached twice or damaged, what it reaches without those pages is
+// copied into a scratch file beside the spool, and the salvage reads that.
 func (s *Spool) Salvage(ctx context.Context, file string) (rep SalvageReport, err error) {
+	if err := checkPages(file); err != nil {
+		if !errors.Is(err, ErrCorrupt) {
+			return rep, fmt.Errorf("spool: salvage %s: %w", file, err)
+		}
+		scratch := s.opts.Path + salvageScratchSuffix
+		problems, err := rebuildReachable(file, scratch)
+		defer os.Remove(scratch)
+		rep.Problems = append(rep.Problems, problems...)
+		if err != nil {
+			return rep, fmt.Errorf("spool: salvage %s: %w", file, err)
+		}
+		s.log.Warn("spool: salvage: the file's page graph is damaged, salvaging what is reachable",
+			"file", file, "damage", problems)
+		file = scratch
+	}
 	src, err := bolt.Open(file, 0o400, &bolt.Options{ReadOnly: true, Timeout: s.opts.LockTimeout})
 	if err != nil {
 		return rep, fmt.Errorf("spool: salvage %s: %w", file, err)
