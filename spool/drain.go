@@ -92,6 +92,7 @@ func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxByt
 			to = f.from - 1
 		}
 	}
+	skippedAll := false // every value collect met was unreadable
 	if b := tx.Bucket(streamBucket(stream)); b != nil {
 		scanned, err := s.collect(b, batch, from, to, size, maxReadings, maxBytes)
 		if err != nil {
@@ -99,9 +100,15 @@ func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxByt
 		}
 		if !resent && scanned >= from {
 			s.cursor[stream] = scanned + 1 // past dead-lettered unreadable values too
+			skippedAll = len(batch.Readings) == 0
 		}
 	}
 	n := len(batch.Readings)
+	if skippedAll && len(batch.Dropped) == 0 {
+		// A run of unreadable values filled the batch: the cursor has
+		// moved past it, so look again rather than say "nothing".
+		return s.nextIn(tx, stream, maxReadings, maxBytes)
+	}
 	if resent {
 		rs := s.resent[stream]
 		if n > 0 && batch.Readings[n-1].Seq < rs[0].to {

@@ -430,3 +430,68 @@ func TestPowerCutsDuringOpenKeepAGoodFile(t *testing.T) {
 		}
 	})
 }
+
+// A batch's worth of unreadable values in a row is dead-lettered and the
+// drain goes on past it: Next does not answer "nothing to send" while
+// readable readings wait behind them.
+func TestUnreadableRunDoesNotEndTheDrain(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	old := makeSpoolFile(t, opts, 20)
+	db, err := bolt.Open(opts.Path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(streamBucket(old))
+		for seq := uint64(5); seq <= 12; seq++ { // two whole batches of 4
+			v := bytes.Clone(b.Get(itob(seq)))
+			v[0] = flagReserved
+			if err := b.Put(itob(seq), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, opts)
+	var seqs []uint64
+	for {
+		b, err := s.Next(4, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b == nil {
+			break
+		}
+		for _, r := range b.Readings {
+			seqs = append(seqs, r.Seq)
+		}
+		if err := s.Ack(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := []uint64{1, 2, 3, 4, 13, 14, 15, 16, 17, 18, 19, 20}
+	if !slices.Equal(seqs, want) {
+		t.Fatalf("drained seqs %v; want %v", seqs, want)
+	}
+	dls, err := s.DeadLetters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dead []uint64
+	for _, d := range dls {
+		for seq := d.From; seq <= d.To; seq++ {
+			dead = append(dead, seq)
+		}
+	}
+	slices.Sort(dead)
+	if !slices.Equal(dead, []uint64{5, 6, 7, 8, 9, 10, 11, 12}) {
+		t.Errorf("dead-lettered seqs %v (%+v); want 5–12", dead, dls)
+	}
+}

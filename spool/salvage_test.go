@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"encoding/binary"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -72,14 +73,34 @@ func TestSalvageOfGarbledFileKeepsWhatItCan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Garble pages from 10% to 40% into the used part of the file: old,
-	// full leaves of the stream (copy-on-write keeps rewriting the root
-	// and the tables at the end).
+	// Garble the stream's leaf pages in the first 40% of the used part
+	// of the file that hold only seqs below 4000: old, full leaves. Which
+	// pages those are depends on how appends fell into commits (a commit
+	// may put the live tail's leaf on a freed page early in the file), so
+	// each page is looked at: bbolt's page header is id(8) flags(2)
+	// count(2) overflow(4), then leaf elements of flags(4) pos(4)
+	// ksize(4) vsize(4), pos counted from the element. Branch pages stay
+	// whole: a garbled branch hides the subtree below it from salvage.
 	used := int(pagesInUse(t, src.Path))
-	for off := (used / pageSize / 10) * pageSize; off < used*4/10; off += pageSize {
+	const leafPage = 0x02
+	garbled := 0
+	for off := 2 * pageSize; off < used*4/10; off += pageSize {
+		count := int(binary.LittleEndian.Uint16(b[off+10:]))
+		if binary.LittleEndian.Uint16(b[off+8:]) != leafPage || count == 0 {
+			continue
+		}
+		last := off + 16 + (count-1)*16
+		pos, ksize := int(binary.LittleEndian.Uint32(b[last+4:])), int(binary.LittleEndian.Uint32(b[last+8:]))
+		if ksize != 8 || last+pos+8 > off+pageSize || btoi(b[last+pos:last+pos+8]) >= 4000 {
+			continue
+		}
+		garbled++
 		for i := off + 16; i < off+pageSize; i++ {
 			b[i] = 0x5a
 		}
+	}
+	if garbled == 0 {
+		t.Fatal("no leaf page in the part of the file to garble")
 	}
 	if err := os.WriteFile(src.Path, b, 0o600); err != nil {
 		t.Fatal(err)
