@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -449,7 +450,8 @@ func TestTimexSynced(t *testing.T) {
 		{"maxerror past the limit", unix.TIME_OK, 0, 16_000_000, false},
 		{"TIME_ERROR", unix.TIME_ERROR, 0, 1000, false},
 	} {
-		tx := unix.Timex{Status: c.status, Maxerror: c.maxerror}
+		tx := unix.Timex{Status: c.status}
+		reflect.ValueOf(&tx.Maxerror).Elem().SetInt(c.maxerror) // int64, or int32 on 32-bit ARM
 		if got := timexSynced(c.state, &tx); got != c.want {
 			t.Errorf("%s: timexSynced(%d, status %#x, maxerror %d) = %v; want %v", c.name, c.state, c.status, c.maxerror, got, c.want)
 		}

@@ -1,3 +1,5 @@
+//go:build !arm
+
 // Package powercut is a test harness that simulates losing power under a
 // program that writes files: a loopback FUSE file system over a backing
 // directory that remembers which writes were not made durable, and a Cut
@@ -74,6 +76,10 @@
 // itself (a page fault waiting for its own stopped-for-GC server would
 // deadlock), so tests run the programs that use the mount as subprocesses.
 // Require skips (or fails) a test where the mount cannot work.
+//
+// go-fuse does not build for 32-bit ARM, so neither does this package nor
+// the tests that use it (under qemu-user, where the ARM suites run, a FUSE
+// mount cannot work anyway).
 package powercut
 
 import (
