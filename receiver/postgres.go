@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,8 +32,6 @@ const stagingSQL = `CREATE TEMP TABLE IF NOT EXISTS staging (
 	idx int NOT NULL, stream bigint NOT NULL, seq bigint NOT NULL, sensor text NOT NULL,
 	ts timestamptz NOT NULL, value double precision NOT NULL, unit text NOT NULL,
 	labels jsonb, unsynced boolean NOT NULL) ON COMMIT DELETE ROWS`
-
-var stagingColumns = []string{"idx", "stream", "seq", "sensor", "ts", "value", "unit", "labels", "unsynced"}
 
 // OpenPostgres connects a pool to the database at url (postgres://…). It
 // does not migrate; call Migrate.
@@ -159,127 +158,136 @@ func (p *Postgres) Ingest(ctx context.Context, device string, b *Batch) (Result,
 	}
 }
 
-func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (Result, error) {
+func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (res Result, err error) {
 	rs := b.Readings
 	first, fates := dedupe(rs)
-	var res Result
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		// Rows already stored under a key of the batch: duplicates,
-		// corrections or conflicts. One primary-key probe per key (LATERAL,
-		// OFFSET 0 keeps the planner from flattening it): the hash join
-		// over all of the device's readings that the planner likes for 500
-		// keys costs time in proportion to the table. No row lock: stored readings change only by a correction,
-		// and that UPDATE checks what it changes.
-		if len(first) > 0 {
-			streams, seqs, idxs := make([]int64, len(first)), make([]int64, len(first)), make([]int32, len(first))
-			for j, i := range first {
-				streams[j], seqs[j], idxs[j] = int64(rs[i].Stream), int64(rs[i].Seq), int32(i)
-			}
-			rows, err := tx.Query(ctx, storedKeysSQL, device, streams, seqs, idxs)
-			if err != nil {
-				return fmt.Errorf("find stored keys: %w", err)
-			}
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	// A connection left inside a transaction (a failed rollback) is not
+	// idle, and the pool closes it instead of reusing it.
+	defer conn.Release()
+	c := conn.Conn()
+	defer func() {
+		if err != nil && c.PgConn().TxStatus() != 'I' && !c.IsClosed() {
+			c.Exec(ctx, "rollback")
+		}
+	}()
+	// BEGIN goes in one round trip with the first query. Rows already
+	// stored under a key of the batch: duplicates, corrections or
+	// conflicts. One primary-key probe per key (LATERAL, OFFSET 0 keeps
+	// the planner from flattening it): the hash join over all of the
+	// device's readings that the planner likes for 500 keys costs time in
+	// proportion to the table. No row lock: stored readings change only by
+	// a correction, and that UPDATE checks what it changes.
+	begin := &pgx.Batch{}
+	begin.Queue("begin")
+	if len(first) > 0 {
+		streams, seqs, idxs := make([]int64, len(first)), make([]int64, len(first)), make([]int32, len(first))
+		for j, i := range first {
+			streams[j], seqs[j], idxs[j] = int64(rs[i].Stream), int64(rs[i].Seq), int32(i)
+		}
+		begin.Queue(storedKeysSQL, device, streams, seqs, idxs).Query(func(rows pgx.Rows) error {
+			var idx int32
+			var st reading.Reading
 			for rows.Next() {
-				var idx int32
-				var st reading.Reading
 				if err := rows.Scan(&idx, &st.Sensor, &st.Time, &st.Value, &st.Unit, &st.Unsynced); err != nil {
-					rows.Close()
-					return fmt.Errorf("find stored keys: %w", err)
+					return err
 				}
 				fates[idx] = classify(&st, &rs[idx])
 			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("find stored keys: %w", err)
-			}
+			return rows.Err()
+		})
+	}
+	if err := c.SendBatch(ctx, begin).Close(); err != nil {
+		return Result{}, fmt.Errorf("find stored keys: %w", err)
+	}
+	// What must be written (new readings, corrections, conflicts) goes
+	// through COPY into the staging table; a batch of duplicates
+	// writes nothing but its accounting.
+	var write []int
+	var nNew, nCorrected, nConflict int
+	for i, f := range fates {
+		switch f {
+		case fateNew:
+			nNew++
+		case fateCorrected:
+			nCorrected++
+		case fateConflict:
+			nConflict++
+		default:
+			continue
 		}
-		// What must be written (new readings, corrections, conflicts) goes
-		// through COPY into the staging table; a batch of duplicates
-		// writes nothing but its accounting.
-		var write []int
-		var nNew, nCorrected, nConflict int
-		for i, f := range fates {
-			switch f {
-			case fateNew:
-				nNew++
-			case fateCorrected:
-				nCorrected++
-			case fateConflict:
-				nConflict++
-			default:
-				continue
-			}
-			write = append(write, i)
+		write = append(write, i)
+	}
+	if len(write) > 0 {
+		buf := copyBufs.Get().(*bytes.Buffer)
+		defer copyBufs.Put(buf)
+		if err := copyRows(buf, rs, fates, write); err != nil {
+			return Result{}, err
 		}
-		if len(write) > 0 {
-			_, err := tx.CopyFrom(ctx, pgx.Identifier{"staging"}, stagingColumns, pgx.CopyFromSlice(len(write), func(j int) ([]any, error) {
-				i := write[j]
-				r := &rs[i]
-				var labels any
-				if len(r.Labels) > 0 {
-					labels = r.Labels
-				}
-				return []any{int32(fates[i]), int64(r.Stream), int64(r.Seq), r.Sensor, r.Time, r.Value, r.Unit, labels, r.Unsynced}, nil
-			}))
-			if err != nil {
-				return fmt.Errorf("copy into staging: %w", err)
-			}
+		if _, err := c.PgConn().CopyFrom(ctx, buf, copyStagingSQL); err != nil {
+			return Result{}, fmt.Errorf("copy into staging: %w", err)
 		}
-		batch := &pgx.Batch{}
-		var inserted, corrected *pgconn.CommandTag
-		if nNew > 0 {
-			batch.Queue(`INSERT INTO readings
-				(device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at)
-				SELECT $1, stream, seq, sensor, ts, value, unit, labels, unsynced, $2 FROM staging WHERE idx = $3
-				ON CONFLICT DO NOTHING`, device, b.ReceivedAt, int32(fateNew)).Exec(func(ct pgconn.CommandTag) error {
-				inserted = &ct
-				return nil
-			})
-		}
-		if nCorrected > 0 {
-			batch.Queue(`UPDATE readings r SET ts = s.ts, unsynced = false, received_at = $2
-				FROM staging s WHERE s.idx = $3 AND r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq AND r.unsynced`,
-				device, b.ReceivedAt, int32(fateCorrected)).Exec(func(ct pgconn.CommandTag) error {
-				corrected = &ct
-				return nil
-			})
-		}
-		if nConflict > 0 {
-			// Both versions: what arrived, and what is stored (inserted
-			// above when the batch itself holds the first version).
-			batch.Queue(`INSERT INTO conflicts (device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at,
-					stored_sensor, stored_ts, stored_value, stored_unit, stored_unsynced)
-				SELECT $1, s.stream, s.seq, s.sensor, s.ts, s.value, s.unit, s.labels, s.unsynced, $2,
-					r.sensor, r.ts, r.value, r.unit, r.unsynced
-				FROM staging s LEFT JOIN readings r ON r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq
-				WHERE s.idx = $3`,
-				device, b.ReceivedAt, int32(fateConflict))
-		}
-		for _, d := range streamDeltas(rs, fates) {
-			batch.Queue(`INSERT INTO streams AS s (device_id, stream, highest_seq, received, first_received_at, last_received_at, conflicts, corrected)
-				VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
-				ON CONFLICT (device_id, stream) DO UPDATE SET highest_seq = greatest(s.highest_seq, excluded.highest_seq),
-				received = s.received + excluded.received, last_received_at = excluded.last_received_at,
-				conflicts = s.conflicts + excluded.conflicts, corrected = s.corrected + excluded.corrected`,
-				device, int64(d.stream), int64(d.highestSeq), d.added, b.ReceivedAt, d.conflicts, d.corrected)
-		}
-		for _, d := range b.Dropped {
-			batch.Queue(`INSERT INTO dropped_ranges (device_id, stream, seq_from, seq_to, received_at)
-				VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, device, int64(d.Stream), int64(d.From), int64(d.To), b.ReceivedAt)
-		}
-		batch.Queue(`UPDATE devices SET last_seen = $2 WHERE id = $1`, device, b.ReceivedAt)
-		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-			return fmt.Errorf("store batch: %w", err)
-		}
-		// Another transaction stored or corrected some of these keys since
-		// they were looked up (another replica, a redelivery): run again.
-		if (inserted != nil && int(inserted.RowsAffected()) != nNew) || (corrected != nil && int(corrected.RowsAffected()) != nCorrected) {
-			return errRace
-		}
-		res = tally(rs, fates)
-		return nil
-	})
-	return res, err
+	}
+	batch := &pgx.Batch{}
+	var inserted, corrected *pgconn.CommandTag
+	if nNew > 0 {
+		batch.Queue(`INSERT INTO readings
+			(device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at)
+			SELECT $1, stream, seq, sensor, ts, value, unit, labels, unsynced, $2 FROM staging WHERE idx = $3
+			ON CONFLICT DO NOTHING`, device, b.ReceivedAt, int32(fateNew)).Exec(func(ct pgconn.CommandTag) error {
+			inserted = &ct
+			return nil
+		})
+	}
+	if nCorrected > 0 {
+		batch.Queue(`UPDATE readings r SET ts = s.ts, unsynced = false, received_at = $2
+			FROM staging s WHERE s.idx = $3 AND r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq AND r.unsynced`,
+			device, b.ReceivedAt, int32(fateCorrected)).Exec(func(ct pgconn.CommandTag) error {
+			corrected = &ct
+			return nil
+		})
+	}
+	if nConflict > 0 {
+		// Both versions: what arrived, and what is stored (inserted
+		// above when the batch itself holds the first version).
+		batch.Queue(`INSERT INTO conflicts (device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at,
+				stored_sensor, stored_ts, stored_value, stored_unit, stored_unsynced)
+			SELECT $1, s.stream, s.seq, s.sensor, s.ts, s.value, s.unit, s.labels, s.unsynced, $2,
+				r.sensor, r.ts, r.value, r.unit, r.unsynced
+			FROM staging s LEFT JOIN readings r ON r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq
+			WHERE s.idx = $3`,
+			device, b.ReceivedAt, int32(fateConflict))
+	}
+	for _, d := range streamDeltas(rs, fates) {
+		batch.Queue(`INSERT INTO streams AS s (device_id, stream, highest_seq, received, first_received_at, last_received_at, conflicts, corrected)
+			VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
+			ON CONFLICT (device_id, stream) DO UPDATE SET highest_seq = greatest(s.highest_seq, excluded.highest_seq),
+			received = s.received + excluded.received, last_received_at = excluded.last_received_at,
+			conflicts = s.conflicts + excluded.conflicts, corrected = s.corrected + excluded.corrected`,
+			device, int64(d.stream), int64(d.highestSeq), d.added, b.ReceivedAt, d.conflicts, d.corrected)
+	}
+	for _, d := range b.Dropped {
+		batch.Queue(`INSERT INTO dropped_ranges (device_id, stream, seq_from, seq_to, received_at)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, device, int64(d.Stream), int64(d.From), int64(d.To), b.ReceivedAt)
+	}
+	batch.Queue(`UPDATE devices SET last_seen = $2 WHERE id = $1`, device, b.ReceivedAt)
+	if err := c.SendBatch(ctx, batch).Close(); err != nil {
+		return Result{}, fmt.Errorf("store batch: %w", err)
+	}
+	// Another transaction stored or corrected some of these keys since
+	// they were looked up (another replica, a redelivery): run again.
+	if (inserted != nil && int(inserted.RowsAffected()) != nNew) || (corrected != nil && int(corrected.RowsAffected()) != nCorrected) {
+		return Result{}, errRace
+	}
+	if ct, err := c.Exec(ctx, "commit"); err != nil {
+		return Result{}, fmt.Errorf("commit: %w", err)
+	} else if ct.String() != "COMMIT" {
+		return Result{}, fmt.Errorf("commit: %w", pgx.ErrTxCommitRollback)
+	}
+	return tally(rs, fates), nil
 }
 
 // Authenticate returns the device whose token hashes to tokenHash.
