@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -134,7 +135,105 @@ func (p *Postgres) Ready(ctx context.Context) error {
 	return nil
 }
 
-// storedKeysSQL finds what is stored under keys given as arrays.
+// storedRangeSQL finds what is stored under a run of seqs of one stream:
+// one primary-key range scan.
+const storedRangeSQL = `SELECT seq, sensor, ts, value, unit, unsynced FROM readings
+	WHERE device_id = $1 AND stream = $2 AND seq BETWEEN $3 AND $4`
+
+// queueStoredKeys queues the queries finding what is stored under the
+// keys of rs[first], and sets the fates of those found. A batch is
+// usually a run of seqs of one stream: per stream whose seqs of the batch
+// are dense, one range query over them (one index range scan, three
+// scalars to send); the keys of sparse streams in one query probing each
+// key.
+func queueStoredKeys(q *pgx.Batch, device string, rs []reading.Reading, first []int, fates []fate) {
+	type span struct {
+		stream reading.StreamID
+		lo, hi uint64
+		n      int
+		sparse bool
+	}
+	var spans []span
+	spanOf := make(map[reading.StreamID]int, 1) // a batch holds one stream or a handful
+	for _, i := range first {
+		r := &rs[i]
+		j, ok := spanOf[r.Stream]
+		if !ok {
+			j = len(spans)
+			spanOf[r.Stream] = j
+			spans = append(spans, span{stream: r.Stream, lo: r.Seq, hi: r.Seq})
+		}
+		sp := &spans[j]
+		sp.lo, sp.hi, sp.n = min(sp.lo, r.Seq), max(sp.hi, r.Seq), sp.n+1
+	}
+	// at[j][seq-lo] is the index in rs of the reading of that seq of the
+	// dense span j (-1: none).
+	at := make([][]int32, len(spans))
+	nSparse := 0
+	for j := range spans {
+		sp := &spans[j]
+		// A few readings of a stream are probed with the sparse keys: one
+		// query for all of them, not one per stream.
+		if sp.n < 8 || sp.hi-sp.lo >= 4*uint64(sp.n) || sp.hi > math.MaxInt64 {
+			sp.sparse = true
+			nSparse += sp.n
+			continue
+		}
+		at[j] = make([]int32, sp.hi-sp.lo+1)
+		for k := range at[j] {
+			at[j][k] = -1
+		}
+	}
+	for _, i := range first {
+		if j := spanOf[rs[i].Stream]; !spans[j].sparse {
+			at[j][rs[i].Seq-spans[j].lo] = int32(i)
+		}
+	}
+	for j, sp := range spans {
+		if sp.sparse {
+			continue
+		}
+		at, lo := at[j], sp.lo
+		q.Queue(storedRangeSQL, device, int64(sp.stream), int64(sp.lo), int64(sp.hi)).Query(func(rows pgx.Rows) error {
+			var seq int64
+			var st reading.Reading
+			for rows.Next() {
+				if err := rows.Scan(&seq, &st.Sensor, &st.Time, &st.Value, &st.Unit, &st.Unsynced); err != nil {
+					return err
+				}
+				if i := at[uint64(seq)-lo]; i >= 0 {
+					fates[i] = classify(&st, &rs[i])
+				}
+			}
+			return rows.Err()
+		})
+	}
+	if nSparse == 0 {
+		return
+	}
+	streams, seqs, idxs := make([]int64, 0, nSparse), make([]int64, 0, nSparse), make([]int32, 0, nSparse)
+	for _, i := range first {
+		if spans[spanOf[rs[i].Stream]].sparse {
+			streams, seqs, idxs = append(streams, int64(rs[i].Stream)), append(seqs, int64(rs[i].Seq)), append(idxs, int32(i))
+		}
+	}
+	q.Queue(storedKeysSQL, device, streams, seqs, idxs).Query(func(rows pgx.Rows) error {
+		var idx int32
+		var st reading.Reading
+		for rows.Next() {
+			if err := rows.Scan(&idx, &st.Sensor, &st.Time, &st.Value, &st.Unit, &st.Unsynced); err != nil {
+				return err
+			}
+			fates[idx] = classify(&st, &rs[idx])
+		}
+		return rows.Err()
+	})
+}
+
+// storedKeysSQL finds what is stored under keys given as arrays. One
+// primary-key probe per key (LATERAL, OFFSET 0 keeps the planner from
+// flattening it): the hash join over all of the device's readings that
+// the planner likes for 500 keys costs time in proportion to the table.
 const storedKeysSQL = `SELECT k.idx, r.sensor, r.ts, r.value, r.unit, r.unsynced
 	FROM unnest($2::bigint[], $3::bigint[], $4::int[]) AS k(stream, seq, idx),
 	LATERAL (SELECT sensor, ts, value, unit, unsynced FROM readings
@@ -174,32 +273,13 @@ func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (res Res
 			c.Exec(ctx, "rollback")
 		}
 	}()
-	// BEGIN goes in one round trip with the first query. Rows already
-	// stored under a key of the batch: duplicates, corrections or
-	// conflicts. One primary-key probe per key (LATERAL, OFFSET 0 keeps
-	// the planner from flattening it): the hash join over all of the
-	// device's readings that the planner likes for 500 keys costs time in
-	// proportion to the table. No row lock: stored readings change only by
-	// a correction, and that UPDATE checks what it changes.
+	// BEGIN goes in one round trip with the queries for what is already
+	// stored under the batch's keys (duplicates, corrections or
+	// conflicts). No row lock: stored readings change only by a
+	// correction, and that UPDATE checks what it changes.
 	begin := &pgx.Batch{}
 	begin.Queue("begin")
-	if len(first) > 0 {
-		streams, seqs, idxs := make([]int64, len(first)), make([]int64, len(first)), make([]int32, len(first))
-		for j, i := range first {
-			streams[j], seqs[j], idxs[j] = int64(rs[i].Stream), int64(rs[i].Seq), int32(i)
-		}
-		begin.Queue(storedKeysSQL, device, streams, seqs, idxs).Query(func(rows pgx.Rows) error {
-			var idx int32
-			var st reading.Reading
-			for rows.Next() {
-				if err := rows.Scan(&idx, &st.Sensor, &st.Time, &st.Value, &st.Unit, &st.Unsynced); err != nil {
-					return err
-				}
-				fates[idx] = classify(&st, &rs[idx])
-			}
-			return rows.Err()
-		})
-	}
+	queueStoredKeys(begin, device, rs, first, fates)
 	if err := c.SendBatch(ctx, begin).Close(); err != nil {
 		return Result{}, fmt.Errorf("find stored keys: %w", err)
 	}
