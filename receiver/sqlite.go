@@ -31,7 +31,13 @@ type SQLite struct {
 // does not migrate; call Migrate.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	q := url.Values{}
-	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
+	// temp_store(MEMORY) keeps statement journals in memory: each
+	// multi-row INSERT of a batch may abort (foreign key, NOT NULL), so
+	// SQLite journals the pages it changes to undo that one statement,
+	// and past 64 KiB it wrote them to a temporary file, a pwrite per
+	// page. Only the statement's own undo is there; the transaction's
+	// durability is the WAL's.
+	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)", "temp_store(MEMORY)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
