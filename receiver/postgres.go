@@ -19,9 +19,11 @@ import (
 // migrates while the others wait ("outpost!" as a big-endian int64).
 const migrationLockKey = 0x6f7574706f737421
 
-// Postgres is the store for fleets: a pgx connection pool. Batches go
-// through COPY into a per-connection temporary staging table, then one
-// INSERT … SELECT … ON CONFLICT DO NOTHING into readings.
+// Postgres is the store for fleets: a pgx connection pool. A batch's new
+// readings go by COPY into readings (their keys looked up first in the
+// same transaction; a unique violation from a concurrent writer reruns
+// the batch); corrections and conflicts go by COPY into a per-connection
+// temporary staging table, then into readings and conflicts.
 type Postgres struct {
 	pool *pgxpool.Pool
 }
@@ -283,15 +285,19 @@ func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (res Res
 	if err := c.SendBatch(ctx, begin).Close(); err != nil {
 		return Result{}, fmt.Errorf("find stored keys: %w", err)
 	}
-	// What must be written (new readings, corrections, conflicts) goes
-	// through COPY into the staging table; a batch of duplicates
-	// writes nothing but its accounting.
-	var write []int
-	var nNew, nCorrected, nConflict int
+	// New readings go by COPY straight into readings: the keys were
+	// just looked up, so a unique violation means another transaction
+	// stored some of them since (another replica, a redelivery), and the
+	// batch is run again. Corrections and conflicts, rare, go by COPY
+	// into the staging table for the statements below. A batch of
+	// duplicates writes nothing but its accounting.
+	var fresh, staged []int
+	var nCorrected, nConflict int
 	for i, f := range fates {
 		switch f {
 		case fateNew:
-			nNew++
+			fresh = append(fresh, i)
+			continue
 		case fateCorrected:
 			nCorrected++
 		case fateConflict:
@@ -299,29 +305,34 @@ func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (res Res
 		default:
 			continue
 		}
-		write = append(write, i)
+		staged = append(staged, i)
 	}
-	if len(write) > 0 {
+	if len(fresh) > 0 || len(staged) > 0 {
 		buf := copyBufs.Get().(*bytes.Buffer)
 		defer copyBufs.Put(buf)
-		if err := copyRows(buf, rs, fates, write); err != nil {
-			return Result{}, err
+		if len(fresh) > 0 {
+			if err := copyReadings(buf, device, b.ReceivedAt, rs, fresh); err != nil {
+				return Result{}, err
+			}
+			if _, err := c.PgConn().CopyFrom(ctx, buf, copyReadingsSQL); err != nil {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+					return Result{}, errRace
+				}
+				return Result{}, fmt.Errorf("copy into readings: %w", err)
+			}
 		}
-		if _, err := c.PgConn().CopyFrom(ctx, buf, copyStagingSQL); err != nil {
-			return Result{}, fmt.Errorf("copy into staging: %w", err)
+		if len(staged) > 0 {
+			if err := copyStaging(buf, rs, fates, staged); err != nil {
+				return Result{}, err
+			}
+			if _, err := c.PgConn().CopyFrom(ctx, buf, copyStagingSQL); err != nil {
+				return Result{}, fmt.Errorf("copy into staging: %w", err)
+			}
 		}
 	}
 	batch := &pgx.Batch{}
-	var inserted, corrected *pgconn.CommandTag
-	if nNew > 0 {
-		batch.Queue(`INSERT INTO readings
-			(device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at)
-			SELECT $1, stream, seq, sensor, ts, value, unit, labels, unsynced, $2 FROM staging WHERE idx = $3
-			ON CONFLICT DO NOTHING`, device, b.ReceivedAt, int32(fateNew)).Exec(func(ct pgconn.CommandTag) error {
-			inserted = &ct
-			return nil
-		})
-	}
+	var corrected *pgconn.CommandTag
 	if nCorrected > 0 {
 		batch.Queue(`UPDATE readings r SET ts = s.ts, unsynced = false, received_at = $2
 			FROM staging s WHERE s.idx = $3 AND r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq AND r.unsynced`,
@@ -357,9 +368,9 @@ func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (res Res
 	if err := c.SendBatch(ctx, batch).Close(); err != nil {
 		return Result{}, fmt.Errorf("store batch: %w", err)
 	}
-	// Another transaction stored or corrected some of these keys since
-	// they were looked up (another replica, a redelivery): run again.
-	if (inserted != nil && int(inserted.RowsAffected()) != nNew) || (corrected != nil && int(corrected.RowsAffected()) != nCorrected) {
+	// Another transaction corrected some of these keys since they were
+	// looked up (another replica, a redelivery): run again.
+	if corrected != nil && int(corrected.RowsAffected()) != nCorrected {
 		return Result{}, errRace
 	}
 	if ct, err := c.Exec(ctx, "commit"); err != nil {
