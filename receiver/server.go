@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/outpost-iot/outpost/internal/reading"
@@ -335,6 +336,7 @@ func (s *Server) handleReadings(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.opt.IngestTimeout)
 	defer cancel()
 	res, err := s.store.Ingest(ctx, device, b)
+	b.release()
 	if err != nil {
 		s.metrics.rejected.WithLabelValues("http", "503").Inc()
 		s.unavailable(w, "ingest", err)
@@ -400,6 +402,9 @@ func decodeLines(src io.Reader, lim reading.Limits, device string) (*Batch, erro
 func decodeLinesOf(src io.Reader, lim reading.Limits, device, of string) (*Batch, error) {
 	dec := reading.NewDecoder(src, lim)
 	b := &Batch{}
+	if rs, ok := readingsPool.Get().(*[]reading.Reading); ok {
+		b.Readings = (*rs)[:0]
+	}
 	for {
 		var l reading.Line
 		err := dec.Decode(&l)
@@ -427,6 +432,29 @@ func decodeLinesOf(src io.Reader, lim reading.Limits, device, of string) (*Batch
 		return nil, errEmptyBatch
 	}
 	return b, nil
+}
+
+// readingsPool keeps the readings slices of batches done with, so that a
+// batch is decoded into a slice grown by an earlier one instead of
+// growing a new one (about 110 KB of garbage per 500 readings).
+var readingsPool sync.Pool
+
+// maxPooledReadings bounds the slices kept: a rare huge batch's is left
+// to the garbage collector.
+const maxPooledReadings = 4096
+
+// release hands b's readings slice back for reuse; b must not be used
+// after. Readings are values (their strings and labels stay shared with
+// nobody but b), so reuse overwrites them.
+func (b *Batch) release() {
+	rs := b.Readings
+	b.Readings = nil
+	if cap(rs) == 0 || cap(rs) > maxPooledReadings {
+		return
+	}
+	clear(rs)
+	rs = rs[:0]
+	readingsPool.Put(&rs)
 }
 
 // handleStatus is POST /v1/status: the device heartbeat, kept as the last
