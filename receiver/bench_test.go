@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -46,10 +47,29 @@ func benchBody(seq0 uint64) []byte {
 	return buf
 }
 
+// gzipped is body compressed, as devices send it by default.
+var benchGzip = gzip.NewWriter(nil) // reused: a new one is ~800 KB of garbage
+
+func gzipped(b *testing.B, body []byte) []byte {
+	var buf bytes.Buffer
+	zw := benchGzip
+	zw.Reset(&buf)
+	if _, err := zw.Write(body); err != nil {
+		b.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
 func post(b *testing.B, c *http.Client, url string, body []byte) {
 	r, _ := http.NewRequest("POST", url+"/v1/readings", bytes.NewReader(body))
 	r.Header.Set("Authorization", "Bearer "+tokPi07)
 	r.Header.Set("Content-Type", "application/x-ndjson")
+	if len(body) > 1 && body[0] == 0x1f && body[1] == 0x8b { // gzip magic
+		r.Header.Set("Content-Encoding", "gzip")
+	}
 	resp, err := c.Do(r)
 	if err != nil {
 		b.Fatal(err)
@@ -91,13 +111,16 @@ func reportCPU(b *testing.B, n int, cpu time.Duration) {
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/reading")
 }
 
-// runIngest posts b.N new batches.
-func runIngest(b *testing.B, srv *httptest.Server) {
+// runIngest posts b.N new batches, gzipped if gz.
+func runIngest(b *testing.B, srv *httptest.Server, gz bool) {
 	c := srv.Client()
 	seq := uint64(1)
 	var busy, cpu time.Duration
 	for b.Loop() {
 		body := benchBody(seq)
+		if gz {
+			body = gzipped(b, body)
+		}
 		seq += benchBatch
 		start, cpu0 := time.Now(), cpuTime(b)
 		post(b, c, srv.URL, body)
@@ -108,7 +131,8 @@ func runIngest(b *testing.B, srv *httptest.Server) {
 	reportCPU(b, b.N*benchBatch, cpu)
 }
 
-// BenchmarkIngestSQLite: new batches, and each batch new then replayed.
+// BenchmarkIngestSQLite: new batches (plain, and gzipped as devices send
+// them), and each batch new then replayed.
 func BenchmarkIngestSQLite(b *testing.B) {
 	open := func(b *testing.B) *httptest.Server {
 		st, err := OpenSQLite(b.Context(), filepath.Join(b.TempDir(), "bench.db"))
@@ -118,7 +142,8 @@ func BenchmarkIngestSQLite(b *testing.B) {
 		b.Cleanup(st.Close)
 		return benchServer(b, st)
 	}
-	b.Run("new", func(b *testing.B) { runIngest(b, open(b)) })
+	b.Run("new", func(b *testing.B) { runIngest(b, open(b), false) })
+	b.Run("new-gzip", func(b *testing.B) { runIngest(b, open(b), true) })
 	b.Run("replay", func(b *testing.B) { runReplay(b, open(b)) })
 }
 
