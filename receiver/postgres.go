@@ -365,17 +365,32 @@ func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (res Res
 			VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, device, int64(d.Stream), int64(d.From), int64(d.To), b.ReceivedAt)
 	}
 	batch.Queue(`UPDATE devices SET last_seen = $2 WHERE id = $1`, device, b.ReceivedAt)
+	// Without corrections nothing is left to check after these
+	// statements, and COMMIT goes in their round trip: if one of them
+	// fails, the server skips the rest, COMMIT included.
+	var commit *pgconn.CommandTag
+	if nCorrected == 0 {
+		batch.Queue("commit").Exec(func(ct pgconn.CommandTag) error {
+			commit = &ct
+			return nil
+		})
+	}
 	if err := c.SendBatch(ctx, batch).Close(); err != nil {
 		return Result{}, fmt.Errorf("store batch: %w", err)
 	}
-	// Another transaction corrected some of these keys since they were
-	// looked up (another replica, a redelivery): run again.
-	if corrected != nil && int(corrected.RowsAffected()) != nCorrected {
-		return Result{}, errRace
+	if commit == nil {
+		// Another transaction corrected some of these keys since they
+		// were looked up (another replica, a redelivery): run again.
+		if corrected != nil && int(corrected.RowsAffected()) != nCorrected {
+			return Result{}, errRace
+		}
+		ct, err := c.Exec(ctx, "commit")
+		if err != nil {
+			return Result{}, fmt.Errorf("commit: %w", err)
+		}
+		commit = &ct
 	}
-	if ct, err := c.Exec(ctx, "commit"); err != nil {
-		return Result{}, fmt.Errorf("commit: %w", err)
-	} else if ct.String() != "COMMIT" {
+	if commit.String() != "COMMIT" {
 		return Result{}, fmt.Errorf("commit: %w", pgx.ErrTxCommitRollback)
 	}
 	return tally(rs, fates), nil
