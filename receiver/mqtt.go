@@ -255,6 +255,7 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 	for _, r := range receipts(b) {
 		m.publishReceipt(device, r)
 	}
+	b.release()
 	msg.Ack()
 }
 

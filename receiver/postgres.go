@@ -1,10 +1,12 @@
 package receiver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,9 +19,11 @@ import (
 // migrates while the others wait ("outpost!" as a big-endian int64).
 const migrationLockKey = 0x6f7574706f737421
 
-// Postgres is the store for fleets: a pgx connection pool. Batches go
-// through COPY into a per-connection temporary staging table, then one
-// INSERT … SELECT … ON CONFLICT DO NOTHING into readings.
+// Postgres is the store for fleets: a pgx connection pool. A batch's new
+// readings go by COPY into readings (their keys looked up first in the
+// same transaction; a unique violation from a concurrent writer reruns
+// the batch); corrections and conflicts go by COPY into a per-connection
+// temporary staging table, then into readings and conflicts.
 type Postgres struct {
 	pool *pgxpool.Pool
 }
@@ -31,8 +35,6 @@ const stagingSQL = `CREATE TEMP TABLE IF NOT EXISTS staging (
 	idx int NOT NULL, stream bigint NOT NULL, seq bigint NOT NULL, sensor text NOT NULL,
 	ts timestamptz NOT NULL, value double precision NOT NULL, unit text NOT NULL,
 	labels jsonb, unsynced boolean NOT NULL) ON COMMIT DELETE ROWS`
-
-var stagingColumns = []string{"idx", "stream", "seq", "sensor", "ts", "value", "unit", "labels", "unsynced"}
 
 // OpenPostgres connects a pool to the database at url (postgres://…). It
 // does not migrate; call Migrate.
@@ -135,7 +137,105 @@ func (p *Postgres) Ready(ctx context.Context) error {
 	return nil
 }
 
-// storedKeysSQL finds what is stored under keys given as arrays.
+// storedRangeSQL finds what is stored under a run of seqs of one stream:
+// one primary-key range scan.
+const storedRangeSQL = `SELECT seq, sensor, ts, value, unit, unsynced FROM readings
+	WHERE device_id = $1 AND stream = $2 AND seq BETWEEN $3 AND $4`
+
+// queueStoredKeys queues the queries finding what is stored under the
+// keys of rs[first], and sets the fates of those found. A batch is
+// usually a run of seqs of one stream: per stream whose seqs of the batch
+// are dense, one range query over them (one index range scan, three
+// scalars to send); the keys of sparse streams in one query probing each
+// key.
+func queueStoredKeys(q *pgx.Batch, device string, rs []reading.Reading, first []int, fates []fate) {
+	type span struct {
+		stream reading.StreamID
+		lo, hi uint64
+		n      int
+		sparse bool
+	}
+	var spans []span
+	spanOf := make(map[reading.StreamID]int, 1) // a batch holds one stream or a handful
+	for _, i := range first {
+		r := &rs[i]
+		j, ok := spanOf[r.Stream]
+		if !ok {
+			j = len(spans)
+			spanOf[r.Stream] = j
+			spans = append(spans, span{stream: r.Stream, lo: r.Seq, hi: r.Seq})
+		}
+		sp := &spans[j]
+		sp.lo, sp.hi, sp.n = min(sp.lo, r.Seq), max(sp.hi, r.Seq), sp.n+1
+	}
+	// at[j][seq-lo] is the index in rs of the reading of that seq of the
+	// dense span j (-1: none).
+	at := make([][]int32, len(spans))
+	nSparse := 0
+	for j := range spans {
+		sp := &spans[j]
+		// A few readings of a stream are probed with the sparse keys: one
+		// query for all of them, not one per stream.
+		if sp.n < 8 || sp.hi-sp.lo >= 4*uint64(sp.n) || sp.hi > math.MaxInt64 {
+			sp.sparse = true
+			nSparse += sp.n
+			continue
+		}
+		at[j] = make([]int32, sp.hi-sp.lo+1)
+		for k := range at[j] {
+			at[j][k] = -1
+		}
+	}
+	for _, i := range first {
+		if j := spanOf[rs[i].Stream]; !spans[j].sparse {
+			at[j][rs[i].Seq-spans[j].lo] = int32(i)
+		}
+	}
+	for j, sp := range spans {
+		if sp.sparse {
+			continue
+		}
+		at, lo := at[j], sp.lo
+		q.Queue(storedRangeSQL, device, int64(sp.stream), int64(sp.lo), int64(sp.hi)).Query(func(rows pgx.Rows) error {
+			var seq int64
+			var st reading.Reading
+			for rows.Next() {
+				if err := rows.Scan(&seq, &st.Sensor, &st.Time, &st.Value, &st.Unit, &st.Unsynced); err != nil {
+					return err
+				}
+				if i := at[uint64(seq)-lo]; i >= 0 {
+					fates[i] = classify(&st, &rs[i])
+				}
+			}
+			return rows.Err()
+		})
+	}
+	if nSparse == 0 {
+		return
+	}
+	streams, seqs, idxs := make([]int64, 0, nSparse), make([]int64, 0, nSparse), make([]int32, 0, nSparse)
+	for _, i := range first {
+		if spans[spanOf[rs[i].Stream]].sparse {
+			streams, seqs, idxs = append(streams, int64(rs[i].Stream)), append(seqs, int64(rs[i].Seq)), append(idxs, int32(i))
+		}
+	}
+	q.Queue(storedKeysSQL, device, streams, seqs, idxs).Query(func(rows pgx.Rows) error {
+		var idx int32
+		var st reading.Reading
+		for rows.Next() {
+			if err := rows.Scan(&idx, &st.Sensor, &st.Time, &st.Value, &st.Unit, &st.Unsynced); err != nil {
+				return err
+			}
+			fates[idx] = classify(&st, &rs[idx])
+		}
+		return rows.Err()
+	})
+}
+
+// storedKeysSQL finds what is stored under keys given as arrays. One
+// primary-key probe per key (LATERAL, OFFSET 0 keeps the planner from
+// flattening it): the hash join over all of the device's readings that
+// the planner likes for 500 keys costs time in proportion to the table.
 const storedKeysSQL = `SELECT k.idx, r.sensor, r.ts, r.value, r.unit, r.unsynced
 	FROM unnest($2::bigint[], $3::bigint[], $4::int[]) AS k(stream, seq, idx),
 	LATERAL (SELECT sensor, ts, value, unit, unsynced FROM readings
@@ -159,127 +259,141 @@ func (p *Postgres) Ingest(ctx context.Context, device string, b *Batch) (Result,
 	}
 }
 
-func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (Result, error) {
+func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (res Result, err error) {
 	rs := b.Readings
 	first, fates := dedupe(rs)
-	var res Result
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		// Rows already stored under a key of the batch: duplicates,
-		// corrections or conflicts. One primary-key probe per key (LATERAL,
-		// OFFSET 0 keeps the planner from flattening it): the hash join
-		// over all of the device's readings that the planner likes for 500
-		// keys costs time in proportion to the table. No row lock: stored readings change only by a correction,
-		// and that UPDATE checks what it changes.
-		if len(first) > 0 {
-			streams, seqs, idxs := make([]int64, len(first)), make([]int64, len(first)), make([]int32, len(first))
-			for j, i := range first {
-				streams[j], seqs[j], idxs[j] = int64(rs[i].Stream), int64(rs[i].Seq), int32(i)
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	// A connection left inside a transaction (a failed rollback) is not
+	// idle, and the pool closes it instead of reusing it.
+	defer conn.Release()
+	c := conn.Conn()
+	defer func() {
+		if err != nil && c.PgConn().TxStatus() != 'I' && !c.IsClosed() {
+			c.Exec(ctx, "rollback")
+		}
+	}()
+	// BEGIN goes in one round trip with the queries for what is already
+	// stored under the batch's keys (duplicates, corrections or
+	// conflicts). No row lock: stored readings change only by a
+	// correction, and that UPDATE checks what it changes.
+	begin := &pgx.Batch{}
+	begin.Queue("begin")
+	queueStoredKeys(begin, device, rs, first, fates)
+	if err := c.SendBatch(ctx, begin).Close(); err != nil {
+		return Result{}, fmt.Errorf("find stored keys: %w", err)
+	}
+	// New readings go by COPY straight into readings: the keys were
+	// just looked up, so a unique violation means another transaction
+	// stored some of them since (another replica, a redelivery), and the
+	// batch is run again. Corrections and conflicts, rare, go by COPY
+	// into the staging table for the statements below. A batch of
+	// duplicates writes nothing but its accounting.
+	var fresh, staged []int
+	var nCorrected, nConflict int
+	for i, f := range fates {
+		switch f {
+		case fateNew:
+			fresh = append(fresh, i)
+			continue
+		case fateCorrected:
+			nCorrected++
+		case fateConflict:
+			nConflict++
+		default:
+			continue
+		}
+		staged = append(staged, i)
+	}
+	if len(fresh) > 0 || len(staged) > 0 {
+		buf := copyBufs.Get().(*bytes.Buffer)
+		defer copyBufs.Put(buf)
+		if len(fresh) > 0 {
+			if err := copyReadings(buf, device, b.ReceivedAt, rs, fresh); err != nil {
+				return Result{}, err
 			}
-			rows, err := tx.Query(ctx, storedKeysSQL, device, streams, seqs, idxs)
-			if err != nil {
-				return fmt.Errorf("find stored keys: %w", err)
-			}
-			for rows.Next() {
-				var idx int32
-				var st reading.Reading
-				if err := rows.Scan(&idx, &st.Sensor, &st.Time, &st.Value, &st.Unit, &st.Unsynced); err != nil {
-					rows.Close()
-					return fmt.Errorf("find stored keys: %w", err)
+			if _, err := c.PgConn().CopyFrom(ctx, buf, copyReadingsSQL); err != nil {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+					return Result{}, errRace
 				}
-				fates[idx] = classify(&st, &rs[idx])
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("find stored keys: %w", err)
+				return Result{}, fmt.Errorf("copy into readings: %w", err)
 			}
 		}
-		// What must be written (new readings, corrections, conflicts) goes
-		// through COPY into the staging table; a batch of duplicates
-		// writes nothing but its accounting.
-		var write []int
-		var nNew, nCorrected, nConflict int
-		for i, f := range fates {
-			switch f {
-			case fateNew:
-				nNew++
-			case fateCorrected:
-				nCorrected++
-			case fateConflict:
-				nConflict++
-			default:
-				continue
+		if len(staged) > 0 {
+			if err := copyStaging(buf, rs, fates, staged); err != nil {
+				return Result{}, err
 			}
-			write = append(write, i)
-		}
-		if len(write) > 0 {
-			_, err := tx.CopyFrom(ctx, pgx.Identifier{"staging"}, stagingColumns, pgx.CopyFromSlice(len(write), func(j int) ([]any, error) {
-				i := write[j]
-				r := &rs[i]
-				var labels any
-				if len(r.Labels) > 0 {
-					labels = r.Labels
-				}
-				return []any{int32(fates[i]), int64(r.Stream), int64(r.Seq), r.Sensor, r.Time, r.Value, r.Unit, labels, r.Unsynced}, nil
-			}))
-			if err != nil {
-				return fmt.Errorf("copy into staging: %w", err)
+			if _, err := c.PgConn().CopyFrom(ctx, buf, copyStagingSQL); err != nil {
+				return Result{}, fmt.Errorf("copy into staging: %w", err)
 			}
 		}
-		batch := &pgx.Batch{}
-		var inserted, corrected *pgconn.CommandTag
-		if nNew > 0 {
-			batch.Queue(`INSERT INTO readings
-				(device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at)
-				SELECT $1, stream, seq, sensor, ts, value, unit, labels, unsynced, $2 FROM staging WHERE idx = $3
-				ON CONFLICT DO NOTHING`, device, b.ReceivedAt, int32(fateNew)).Exec(func(ct pgconn.CommandTag) error {
-				inserted = &ct
-				return nil
-			})
+	}
+	batch := &pgx.Batch{}
+	var corrected *pgconn.CommandTag
+	if nCorrected > 0 {
+		batch.Queue(`UPDATE readings r SET ts = s.ts, unsynced = false, received_at = $2
+			FROM staging s WHERE s.idx = $3 AND r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq AND r.unsynced`,
+			device, b.ReceivedAt, int32(fateCorrected)).Exec(func(ct pgconn.CommandTag) error {
+			corrected = &ct
+			return nil
+		})
+	}
+	if nConflict > 0 {
+		// Both versions: what arrived, and what is stored (inserted
+		// above when the batch itself holds the first version).
+		batch.Queue(`INSERT INTO conflicts (device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at,
+				stored_sensor, stored_ts, stored_value, stored_unit, stored_unsynced)
+			SELECT $1, s.stream, s.seq, s.sensor, s.ts, s.value, s.unit, s.labels, s.unsynced, $2,
+				r.sensor, r.ts, r.value, r.unit, r.unsynced
+			FROM staging s LEFT JOIN readings r ON r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq
+			WHERE s.idx = $3`,
+			device, b.ReceivedAt, int32(fateConflict))
+	}
+	for _, d := range streamDeltas(rs, fates) {
+		batch.Queue(`INSERT INTO streams AS s (device_id, stream, highest_seq, received, first_received_at, last_received_at, conflicts, corrected)
+			VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
+			ON CONFLICT (device_id, stream) DO UPDATE SET highest_seq = greatest(s.highest_seq, excluded.highest_seq),
+			received = s.received + excluded.received, last_received_at = excluded.last_received_at,
+			conflicts = s.conflicts + excluded.conflicts, corrected = s.corrected + excluded.corrected`,
+			device, int64(d.stream), int64(d.highestSeq), d.added, b.ReceivedAt, d.conflicts, d.corrected)
+	}
+	for _, d := range b.Dropped {
+		batch.Queue(`INSERT INTO dropped_ranges (device_id, stream, seq_from, seq_to, received_at)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, device, int64(d.Stream), int64(d.From), int64(d.To), b.ReceivedAt)
+	}
+	batch.Queue(`UPDATE devices SET last_seen = $2 WHERE id = $1`, device, b.ReceivedAt)
+	// Without corrections nothing is left to check after these
+	// statements, and COMMIT goes in their round trip: if one of them
+	// fails, the server skips the rest, COMMIT included.
+	var commit *pgconn.CommandTag
+	if nCorrected == 0 {
+		batch.Queue("commit").Exec(func(ct pgconn.CommandTag) error {
+			commit = &ct
+			return nil
+		})
+	}
+	if err := c.SendBatch(ctx, batch).Close(); err != nil {
+		return Result{}, fmt.Errorf("store batch: %w", err)
+	}
+	if commit == nil {
+		// Another transaction corrected some of these keys since they
+		// were looked up (another replica, a redelivery): run again.
+		if corrected != nil && int(corrected.RowsAffected()) != nCorrected {
+			return Result{}, errRace
 		}
-		if nCorrected > 0 {
-			batch.Queue(`UPDATE readings r SET ts = s.ts, unsynced = false, received_at = $2
-				FROM staging s WHERE s.idx = $3 AND r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq AND r.unsynced`,
-				device, b.ReceivedAt, int32(fateCorrected)).Exec(func(ct pgconn.CommandTag) error {
-				corrected = &ct
-				return nil
-			})
+		ct, err := c.Exec(ctx, "commit")
+		if err != nil {
+			return Result{}, fmt.Errorf("commit: %w", err)
 		}
-		if nConflict > 0 {
-			// Both versions: what arrived, and what is stored (inserted
-			// above when the batch itself holds the first version).
-			batch.Queue(`INSERT INTO conflicts (device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at,
-					stored_sensor, stored_ts, stored_value, stored_unit, stored_unsynced)
-				SELECT $1, s.stream, s.seq, s.sensor, s.ts, s.value, s.unit, s.labels, s.unsynced, $2,
-					r.sensor, r.ts, r.value, r.unit, r.unsynced
-				FROM staging s LEFT JOIN readings r ON r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq
-				WHERE s.idx = $3`,
-				device, b.ReceivedAt, int32(fateConflict))
-		}
-		for _, d := range streamDeltas(rs, fates) {
-			batch.Queue(`INSERT INTO streams AS s (device_id, stream, highest_seq, received, first_received_at, last_received_at, conflicts, corrected)
-				VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
-				ON CONFLICT (device_id, stream) DO UPDATE SET highest_seq = greatest(s.highest_seq, excluded.highest_seq),
-				received = s.received + excluded.received, last_received_at = excluded.last_received_at,
-				conflicts = s.conflicts + excluded.conflicts, corrected = s.corrected + excluded.corrected`,
-				device, int64(d.stream), int64(d.highestSeq), d.added, b.ReceivedAt, d.conflicts, d.corrected)
-		}
-		for _, d := range b.Dropped {
-			batch.Queue(`INSERT INTO dropped_ranges (device_id, stream, seq_from, seq_to, received_at)
-				VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, device, int64(d.Stream), int64(d.From), int64(d.To), b.ReceivedAt)
-		}
-		batch.Queue(`UPDATE devices SET last_seen = $2 WHERE id = $1`, device, b.ReceivedAt)
-		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-			return fmt.Errorf("store batch: %w", err)
-		}
-		// Another transaction stored or corrected some of these keys since
-		// they were looked up (another replica, a redelivery): run again.
-		if (inserted != nil && int(inserted.RowsAffected()) != nNew) || (corrected != nil && int(corrected.RowsAffected()) != nCorrected) {
-			return errRace
-		}
-		res = tally(rs, fates)
-		return nil
-	})
-	return res, err
+		commit = &ct
+	}
+	if commit.String() != "COMMIT" {
+		return Result{}, fmt.Errorf("commit: %w", pgx.ErrTxCommitRollback)
+	}
+	return tally(rs, fates), nil
 }
 
 // Authenticate returns the device whose token hashes to tokenHash.

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/outpost-iot/outpost/internal/reading"
@@ -266,14 +267,25 @@ func (s *Server) body(w http.ResponseWriter, r *http.Request, maxDecoded int64, 
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(src)
+		zr, ok := gzipReaders.Get().(*gzip.Reader)
+		if ok {
+			err = zr.Reset(src)
+		} else {
+			zr, err = gzip.NewReader(src)
+		}
 		if err != nil {
+			if zr != nil {
+				gzipReaders.Put(zr)
+			}
 			if errors.Is(err, io.EOF) {
 				return nil, nil, fmt.Errorf("%w: empty gzip body", errBadGzip)
 			}
 			return nil, nil, err
 		}
-		src, done = zr, func() { zr.Close() }
+		src, done = zr, func() {
+			zr.Close()
+			gzipReaders.Put(zr)
+		}
 	default:
 		return nil, nil, fmt.Errorf("%w %q: want gzip or none", errBadEncoding, enc)
 	}
@@ -285,6 +297,10 @@ func (s *Server) body(w http.ResponseWriter, r *http.Request, maxDecoded int64, 
 }
 
 var errBadGzip = errors.New("invalid gzip data")
+
+// gzipReaders keeps gzip readers for reuse: a new one allocates its
+// inflater's window and tables (about 40 KB) for every batch.
+var gzipReaders sync.Pool
 
 // bodyError answers a failure of reading the body (not a bad line).
 func (s *Server) bodyError(w http.ResponseWriter, err error) (status int) {
@@ -335,6 +351,7 @@ func (s *Server) handleReadings(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.opt.IngestTimeout)
 	defer cancel()
 	res, err := s.store.Ingest(ctx, device, b)
+	b.release()
 	if err != nil {
 		s.metrics.rejected.WithLabelValues("http", "503").Inc()
 		s.unavailable(w, "ingest", err)
@@ -400,6 +417,9 @@ func decodeLines(src io.Reader, lim reading.Limits, device string) (*Batch, erro
 func decodeLinesOf(src io.Reader, lim reading.Limits, device, of string) (*Batch, error) {
 	dec := reading.NewDecoder(src, lim)
 	b := &Batch{}
+	if rs, ok := readingsPool.Get().(*[]reading.Reading); ok {
+		b.Readings = (*rs)[:0]
+	}
 	for {
 		var l reading.Line
 		err := dec.Decode(&l)
@@ -427,6 +447,29 @@ func decodeLinesOf(src io.Reader, lim reading.Limits, device, of string) (*Batch
 		return nil, errEmptyBatch
 	}
 	return b, nil
+}
+
+// readingsPool keeps the readings slices of batches done with, so that a
+// batch is decoded into a slice grown by an earlier one instead of
+// growing a new one (about 110 KB of garbage per 500 readings).
+var readingsPool sync.Pool
+
+// maxPooledReadings bounds the slices kept: a rare huge batch's is left
+// to the garbage collector.
+const maxPooledReadings = 4096
+
+// release hands b's readings slice back for reuse; b must not be used
+// after. Readings are values (their strings and labels stay shared with
+// nobody but b), so reuse overwrites them.
+func (b *Batch) release() {
+	rs := b.Readings
+	b.Readings = nil
+	if cap(rs) == 0 || cap(rs) > maxPooledReadings {
+		return
+	}
+	clear(rs)
+	rs = rs[:0]
+	readingsPool.Put(&rs)
 }
 
 // handleStatus is POST /v1/status: the device heartbeat, kept as the last

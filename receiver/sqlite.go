@@ -22,16 +22,62 @@ import (
 // batch is one IMMEDIATE transaction, synced to disk before it is answered
 // (WAL, synchronous=FULL).
 type SQLite struct {
-	db     *sql.DB
-	mu     sync.Mutex // serialises write transactions
-	insert *sql.Stmt  // sqliteInsertSQL(sqliteChunk), prepared once; guarded by mu
+	db *sql.DB
+	mu sync.Mutex // serialises write transactions
+
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt // the ingest path's statements, prepared once
+}
+
+// stmt returns query prepared (once: parsing a statement costs about as
+// much as running these small ones). database/sql prepares it again on
+// each connection it runs on, once, and Tx.StmtContext reuses that.
+func (s *SQLite) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if st, ok := s.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if s.stmts == nil {
+		s.stmts = map[string]*sql.Stmt{}
+	}
+	s.stmts[query] = st
+	return st, nil
+}
+
+// txExec runs the prepared query in tx.
+func (s *SQLite) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	st, err := s.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+}
+
+// txQuery runs the prepared query in tx.
+func (s *SQLite) txQuery(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
+	st, err := s.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 }
 
 // OpenSQLite opens (creating if needed) the database file at path. It
 // does not migrate; call Migrate.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	q := url.Values{}
-	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
+	// temp_store(MEMORY) keeps statement journals in memory: each
+	// multi-row INSERT of a batch may abort (foreign key, NOT NULL), so
+	// SQLite journals the pages it changes to undo that one statement,
+	// and past 64 KiB it wrote them to a temporary file, a pwrite per
+	// page. Only the statement's own undo is there; the transaction's
+	// durability is the WAL's.
+	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)", "temp_store(MEMORY)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
@@ -49,11 +95,12 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 
 // Close closes the database.
 func (s *SQLite) Close() {
-	s.mu.Lock()
-	if s.insert != nil {
-		s.insert.Close()
+	s.stmtMu.Lock()
+	for _, st := range s.stmts {
+		st.Close()
 	}
-	s.mu.Unlock()
+	s.stmts = nil
+	s.stmtMu.Unlock()
 	s.db.Close()
 }
 
@@ -145,6 +192,8 @@ const sqliteChunk = 100
 const sqliteInsertHead = `INSERT INTO readings
 	(device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at) VALUES `
 
+var sqliteInsertChunk = sqliteInsertSQL(sqliteChunk)
+
 func sqliteInsertSQL(n int) string {
 	return sqliteInsertHead + strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?),", n), ",") + ` ON CONFLICT DO NOTHING`
 }
@@ -184,17 +233,11 @@ func (s *SQLite) Ingest(ctx context.Context, device string, b *Batch) (Result, e
 				}
 				args = append(args, device, int64(r.Stream), int64(r.Seq), r.Sensor, micros(r.Time), r.Value, r.Unit, labels, r.Unsynced, now)
 			}
-			var res sql.Result
-			if n == sqliteChunk {
-				if s.insert == nil {
-					if s.insert, err = s.db.PrepareContext(ctx, sqliteInsertSQL(sqliteChunk)); err != nil {
-						return err
-					}
-				}
-				res, err = tx.StmtContext(ctx, s.insert).ExecContext(ctx, args...)
-			} else {
-				res, err = tx.ExecContext(ctx, sqliteInsertSQL(n), args...)
+			q := sqliteInsertChunk
+			if n < sqliteChunk {
+				q = sqliteInsertSQL(n)
 			}
+			res, err := s.txExec(ctx, tx, q, args...)
 			if err != nil {
 				return err
 			}
@@ -232,7 +275,7 @@ func (s *SQLite) Ingest(ctx context.Context, device string, b *Batch) (Result, e
 			}
 		}
 		for _, d := range streamDeltas(rs, fates) {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO streams
+			if _, err := s.txExec(ctx, tx, `INSERT INTO streams
 				(device_id, stream, highest_seq, received, first_received_at, last_received_at, conflicts, corrected)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT (device_id, stream) DO UPDATE SET highest_seq = max(highest_seq, excluded.highest_seq),
@@ -243,12 +286,12 @@ func (s *SQLite) Ingest(ctx context.Context, device string, b *Batch) (Result, e
 			}
 		}
 		for _, d := range b.Dropped {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO dropped_ranges (device_id, stream, seq_from, seq_to, received_at)
+			if _, err := s.txExec(ctx, tx, `INSERT INTO dropped_ranges (device_id, stream, seq_from, seq_to, received_at)
 				VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, device, int64(d.Stream), int64(d.From), int64(d.To), now); err != nil {
 				return err
 			}
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE devices SET last_seen = ? WHERE id = ?`, now, device)
+		_, err = s.txExec(ctx, tx, `UPDATE devices SET last_seen = ? WHERE id = ?`, now, device)
 		return err
 	})
 	if err != nil {
@@ -289,7 +332,7 @@ func (s *SQLite) storedKeys(ctx context.Context, tx *sql.Tx, device string, rs [
 	const cols = `SELECT seq, sensor, ts, value, unit, unsynced FROM readings WHERE device_id = ? AND stream = ? `
 	for stream, sp := range spans {
 		if sp.hi-sp.lo < 4*sp.n {
-			rows, err := tx.QueryContext(ctx, cols+`AND seq BETWEEN ? AND ?`, device, int64(stream), int64(sp.lo), int64(sp.hi))
+			rows, err := s.txQuery(ctx, tx, cols+`AND seq BETWEEN ? AND ?`, device, int64(stream), int64(sp.lo), int64(sp.hi))
 			if err != nil {
 				return nil, err
 			}
@@ -302,7 +345,7 @@ func (s *SQLite) storedKeys(ctx context.Context, tx *sql.Tx, device string, rs [
 			if rs[i].Stream != stream {
 				continue
 			}
-			rows, err := tx.QueryContext(ctx, cols+`AND seq = ?`, device, int64(stream), int64(rs[i].Seq))
+			rows, err := s.txQuery(ctx, tx, cols+`AND seq = ?`, device, int64(stream), int64(rs[i].Seq))
 			if err != nil {
 				return nil, err
 			}
@@ -330,7 +373,10 @@ func (s *SQLite) Authenticate(ctx context.Context, tokenHash []byte) (string, er
 	var id string
 	var stored []byte
 	var revoked sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT id, token_hash, revoked_at FROM devices WHERE token_hash = ?`, tokenHash).Scan(&id, &stored, &revoked)
+	st, err := s.stmt(ctx, `SELECT id, token_hash, revoked_at FROM devices WHERE token_hash = ?`)
+	if err == nil {
+		err = st.QueryRowContext(ctx, tokenHash).Scan(&id, &stored, &revoked)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", ErrUnknownToken
 	}

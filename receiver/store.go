@@ -231,6 +231,12 @@ type seqKey struct {
 func dedupe(rs []reading.Reading) (first []int, fates []fate) {
 	fates = make([]fate, len(rs))
 	first = make([]int, 0, len(rs))
+	if increasing(rs) { // no key twice: all first occurrences
+		for i := range rs {
+			first = append(first, i)
+		}
+		return first, fates
+	}
 	seen := make(map[seqKey]int, len(rs))
 	for i := range rs {
 		k := seqKey{rs[i].Stream, rs[i].Seq}
@@ -246,6 +252,33 @@ func dedupe(rs []reading.Reading) (first []int, fates []fate) {
 		first = append(first, i)
 	}
 	return first, fates
+}
+
+// increasing reports whether the seqs of each stream rise strictly through
+// rs, for at most a few streams: the usual batch, a run of one stream,
+// which then holds no key twice and needs no map to tell.
+func increasing(rs []reading.Reading) bool {
+	var last [4]seqKey
+	n := 0
+next:
+	for i := range rs {
+		r := &rs[i]
+		for j := range n {
+			if last[j].stream == r.Stream {
+				if r.Seq <= last[j].seq {
+					return false
+				}
+				last[j].seq = r.Seq
+				continue next
+			}
+		}
+		if n == len(last) {
+			return false
+		}
+		last[n] = seqKey{r.Stream, r.Seq}
+		n++
+	}
+	return true
 }
 
 // tally counts the fates of rs into a Result.

@@ -127,6 +127,25 @@ func TestPostgresKeyProbePlan(t *testing.T) {
 	if !strings.Contains(p, "Index Scan using readings_pkey") || strings.Contains(p, "Seq Scan on readings") || strings.Contains(p, "Hash") {
 		t.Errorf("plan of the duplicate check:\n%s\nwant a primary-key probe per key", p)
 	}
+	// A dense run of one stream: one range scan of the primary key.
+	sid := testStream
+	var rangePlan []string
+	rows, err = st.pool.Query(t.Context(), "EXPLAIN "+storedRangeSQL, "pi-07", int64(sid), int64(4001), int64(4500))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			t.Fatal(err)
+		}
+		rangePlan = append(rangePlan, l)
+	}
+	rows.Close()
+	p = strings.Join(rangePlan, "\n")
+	if !strings.Contains(p, "readings_pkey") || strings.Contains(p, "Seq Scan on readings") {
+		t.Errorf("plan of the range duplicate check:\n%s\nwant a range scan of the primary key", p)
+	}
 }
 
 func migrated(t *testing.T, open openFunc) Store {
