@@ -32,80 +32,48 @@ const pgEpochMicros = 946_684_800 * 1_000_000
 
 var copyBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// copyReadingsSQL copies binary rows straight into readings.
-const copyReadingsSQL = `COPY readings (device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at) FROM STDIN BINARY`
-
-// copyReadings encodes rs[write[j]] as rows of readings, of device,
-// received at receivedAt, into buf as one binary COPY stream.
-func copyReadings(buf *bytes.Buffer, device string, receivedAt time.Time, rs []reading.Reading, write []int) error {
-	buf.Reset()
-	buf.Grow(len(copySignature) + len(write)*(112+len(device)) + 2)
-	b := append(buf.AvailableBuffer(), copySignature...)
-	at := pgMicros(receivedAt)
-	var err error
-	for _, i := range write {
-		b = binary.BigEndian.AppendUint16(b, 10) // fields
-		b = appendText(b, device)
-		if b, err = appendReading(b, &rs[i]); err != nil {
-			return err
-		}
-		b = appendField(b, 8)
-		b = binary.BigEndian.AppendUint64(b, uint64(at))
-	}
-	b = binary.BigEndian.AppendUint16(b, math.MaxUint16) // trailer: -1
-	buf.Write(b)
-	return nil
-}
-
-// copyStaging encodes rs[write[j]] (fate fates[write[j]]) as rows of the
-// staging table into buf as one binary COPY stream.
-func copyStaging(buf *bytes.Buffer, rs []reading.Reading, fates []fate, write []int) error {
+// copyRows encodes the staging rows rs[write[j]] (fate fates[write[j]])
+// into buf as one binary COPY stream.
+func copyRows(buf *bytes.Buffer, rs []reading.Reading, fates []fate, write []int) error {
 	buf.Reset()
 	buf.Grow(len(copySignature) + len(write)*96 + 2)
 	b := append(buf.AvailableBuffer(), copySignature...)
-	var err error
 	for _, i := range write {
+		r := &rs[i]
 		b = binary.BigEndian.AppendUint16(b, 9) // fields
 		b = appendField(b, 4)
 		b = binary.BigEndian.AppendUint32(b, uint32(int32(fates[i])))
-		if b, err = appendReading(b, &rs[i]); err != nil {
-			return err
+		b = appendField(b, 8)
+		b = binary.BigEndian.AppendUint64(b, uint64(int64(r.Stream)))
+		b = appendField(b, 8)
+		b = binary.BigEndian.AppendUint64(b, uint64(int64(r.Seq)))
+		b = appendText(b, r.Sensor)
+		b = appendField(b, 8)
+		b = binary.BigEndian.AppendUint64(b, uint64(pgMicros(r.Time)))
+		b = appendField(b, 8)
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(r.Value))
+		b = appendText(b, r.Unit)
+		if len(r.Labels) == 0 {
+			b = binary.BigEndian.AppendUint32(b, math.MaxUint32) // NULL
+		} else {
+			js, err := json.Marshal(r.Labels)
+			if err != nil {
+				return fmt.Errorf("encode labels: %w", err)
+			}
+			b = appendField(b, 1+len(js))
+			b = append(b, 1) // jsonb version
+			b = append(b, js...)
+		}
+		b = appendField(b, 1)
+		if r.Unsynced {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
 		}
 	}
 	b = binary.BigEndian.AppendUint16(b, math.MaxUint16) // trailer: -1
 	buf.Write(b)
 	return nil
-}
-
-// appendReading appends the fields stream, seq, sensor, ts, value, unit,
-// labels, unsynced of r.
-func appendReading(b []byte, r *reading.Reading) ([]byte, error) {
-	b = appendField(b, 8)
-	b = binary.BigEndian.AppendUint64(b, uint64(int64(r.Stream)))
-	b = appendField(b, 8)
-	b = binary.BigEndian.AppendUint64(b, uint64(int64(r.Seq)))
-	b = appendText(b, r.Sensor)
-	b = appendField(b, 8)
-	b = binary.BigEndian.AppendUint64(b, uint64(pgMicros(r.Time)))
-	b = appendField(b, 8)
-	b = binary.BigEndian.AppendUint64(b, math.Float64bits(r.Value))
-	b = appendText(b, r.Unit)
-	if len(r.Labels) == 0 {
-		b = binary.BigEndian.AppendUint32(b, math.MaxUint32) // NULL
-	} else {
-		js, err := json.Marshal(r.Labels)
-		if err != nil {
-			return b, fmt.Errorf("encode labels: %w", err)
-		}
-		b = appendField(b, 1+len(js))
-		b = append(b, 1) // jsonb version
-		b = append(b, js...)
-	}
-	b = appendField(b, 1)
-	if r.Unsynced {
-		return append(b, 1), nil
-	}
-	return append(b, 0), nil
 }
 
 func appendField(b []byte, n int) []byte { return binary.BigEndian.AppendUint32(b, uint32(n)) }

@@ -19,11 +19,9 @@ import (
 // migrates while the others wait ("outpost!" as a big-endian int64).
 const migrationLockKey = 0x6f7574706f737421
 
-// Postgres is the store for fleets: a pgx connection pool. A batch's new
-// readings go by COPY into readings (their keys looked up first in the
-// same transaction; a unique violation from a concurrent writer reruns
-// the batch); corrections and conflicts go by COPY into a per-connection
-// temporary staging table, then into readings and conflicts.
+// Postgres is the store for fleets: a pgx connection pool. Batches go
+// through COPY into a per-connection temporary staging table, then one
+// INSERT … SELECT … ON CONFLICT DO NOTHING into readings.
 type Postgres struct {
 	pool *pgxpool.Pool
 }
@@ -285,19 +283,15 @@ func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (res Res
 	if err := c.SendBatch(ctx, begin).Close(); err != nil {
 		return Result{}, fmt.Errorf("find stored keys: %w", err)
 	}
-	// New readings go by COPY straight into readings: the keys were
-	// just looked up, so a unique violation means another transaction
-	// stored some of them since (another replica, a redelivery), and the
-	// batch is run again. Corrections and conflicts, rare, go by COPY
-	// into the staging table for the statements below. A batch of
-	// duplicates writes nothing but its accounting.
-	var fresh, staged []int
-	var nCorrected, nConflict int
+	// What must be written (new readings, corrections, conflicts) goes
+	// through COPY into the staging table; a batch of duplicates
+	// writes nothing but its accounting.
+	var write []int
+	var nNew, nCorrected, nConflict int
 	for i, f := range fates {
 		switch f {
 		case fateNew:
-			fresh = append(fresh, i)
-			continue
+			nNew++
 		case fateCorrected:
 			nCorrected++
 		case fateConflict:
@@ -305,34 +299,29 @@ func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (res Res
 		default:
 			continue
 		}
-		staged = append(staged, i)
+		write = append(write, i)
 	}
-	if len(fresh) > 0 || len(staged) > 0 {
+	if len(write) > 0 {
 		buf := copyBufs.Get().(*bytes.Buffer)
 		defer copyBufs.Put(buf)
-		if len(fresh) > 0 {
-			if err := copyReadings(buf, device, b.ReceivedAt, rs, fresh); err != nil {
-				return Result{}, err
-			}
-			if _, err := c.PgConn().CopyFrom(ctx, buf, copyReadingsSQL); err != nil {
-				var pgErr *pgconn.PgError
-				if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
-					return Result{}, errRace
-				}
-				return Result{}, fmt.Errorf("copy into readings: %w", err)
-			}
+		if err := copyRows(buf, rs, fates, write); err != nil {
+			return Result{}, err
 		}
-		if len(staged) > 0 {
-			if err := copyStaging(buf, rs, fates, staged); err != nil {
-				return Result{}, err
-			}
-			if _, err := c.PgConn().CopyFrom(ctx, buf, copyStagingSQL); err != nil {
-				return Result{}, fmt.Errorf("copy into staging: %w", err)
-			}
+		if _, err := c.PgConn().CopyFrom(ctx, buf, copyStagingSQL); err != nil {
+			return Result{}, fmt.Errorf("copy into staging: %w", err)
 		}
 	}
 	batch := &pgx.Batch{}
-	var corrected *pgconn.CommandTag
+	var inserted, corrected *pgconn.CommandTag
+	if nNew > 0 {
+		batch.Queue(`INSERT INTO readings
+			(device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at)
+			SELECT $1, stream, seq, sensor, ts, value, unit, labels, unsynced, $2 FROM staging WHERE idx = $3
+			ON CONFLICT DO NOTHING`, device, b.ReceivedAt, int32(fateNew)).Exec(func(ct pgconn.CommandTag) error {
+			inserted = &ct
+			return nil
+		})
+	}
 	if nCorrected > 0 {
 		batch.Queue(`UPDATE readings r SET ts = s.ts, unsynced = false, received_at = $2
 			FROM staging s WHERE s.idx = $3 AND r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq AND r.unsynced`,
@@ -365,11 +354,11 @@ func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (res Res
 			VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, device, int64(d.Stream), int64(d.From), int64(d.To), b.ReceivedAt)
 	}
 	batch.Queue(`UPDATE devices SET last_seen = $2 WHERE id = $1`, device, b.ReceivedAt)
-	// Without corrections nothing is left to check after these
-	// statements, and COMMIT goes in their round trip: if one of them
-	// fails, the server skips the rest, COMMIT included.
+	// Without new or corrected readings nothing is left to check after
+	// these statements, and COMMIT goes in their round trip: if one of
+	// them fails, the server skips the rest, COMMIT included.
 	var commit *pgconn.CommandTag
-	if nCorrected == 0 {
+	if nNew == 0 && nCorrected == 0 {
 		batch.Queue("commit").Exec(func(ct pgconn.CommandTag) error {
 			commit = &ct
 			return nil
@@ -379,9 +368,10 @@ func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (res Res
 		return Result{}, fmt.Errorf("store batch: %w", err)
 	}
 	if commit == nil {
-		// Another transaction corrected some of these keys since they
-		// were looked up (another replica, a redelivery): run again.
-		if corrected != nil && int(corrected.RowsAffected()) != nCorrected {
+		// Another transaction stored or corrected some of these keys
+		// since they were looked up (another replica, a redelivery): run
+		// again.
+		if (inserted != nil && int(inserted.RowsAffected()) != nNew) || (corrected != nil && int(corrected.RowsAffected()) != nCorrected) {
 			return Result{}, errRace
 		}
 		ct, err := c.Exec(ctx, "commit")
