@@ -2,6 +2,7 @@ package spool
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"maps"
 
@@ -237,9 +238,12 @@ func (s *Spool) Ack(b *Batch) error {
 	// A fast drain would otherwise pile a whole interval's deletes into one
 	// transaction, whose dirty pages are heap: commit early once a batch
 	// of acks is waiting, so memory stays flat however long the backlog.
+	n := 0
 	for _, r := range runs {
-		s.ackedSince += int(r.to - r.from + 1)
+		n += int(r.to - r.from + 1)
 	}
+	s.ackedSince += n
+	s.ackWaiting += n
 	early := s.ackedSince >= ackCommitReadings
 	if early || s.opts.CommitInterval == 0 {
 		s.ackedSince = 0
@@ -248,7 +252,26 @@ func (s *Spool) Ack(b *Batch) error {
 	if early || s.opts.CommitInterval == 0 {
 		s.kickWriter()
 	}
+	s.ackBackpressure()
 	return nil
+}
+
+// ackBackpressure makes an acknowledging drain wait while more than
+// ackWaitReadings acknowledged readings wait for a commit that has not
+// started yet. A drain faster than the writer's deletes would otherwise
+// grow each commit's transaction with the backlog (its rebalanced leaves
+// are heap until the commit ends), and leave more to send again after a
+// crash. It does not wait while commits fail or once the spool closes.
+func (s *Spool) ackBackpressure() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ackWaiting < ackWaitReadings {
+		return
+	}
+	s.kickWriter() // never blocks
+	_ = s.waitUntil(context.Background(), func() bool {
+		return s.ackWaiting < ackWaitReadings || s.failing || s.closed
+	})
 }
 
 // ackCommitReadings is how many acknowledged readings make the writer
@@ -256,6 +279,11 @@ func (s *Spool) Ack(b *Batch) error {
 // where a commit every few thousand deletes costs the card little next to
 // the readings it frees.
 const ackCommitReadings = 10000
+
+// ackWaitReadings is how many acknowledged readings may wait for a commit
+// before Ack waits for the writer (ackBackpressure): it bounds one
+// commit's deletes, and so its memory, whatever the backlog.
+const ackWaitReadings = 2 * ackCommitReadings
 
 func applyAck(tx *bolt.Tx, meta *bolt.Bucket, c *counters, a ackOp) error {
 	if b := tx.Bucket(streamBucket(a.stream)); b != nil {

@@ -51,6 +51,7 @@ type Spool struct {
 	bufDropped []seqRange       // live seqs dropped from buf, not yet recorded
 	acks       []ackOp
 	ackedSince int // readings acknowledged since the writer was last kicked for acks
+	ackWaiting int // readings in acks (acknowledged, not taken by a commit yet)
 	ops        []*op
 	counters   counters // as last committed
 	committed  uint64   // live seq high-water mark as last committed

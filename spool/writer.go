@@ -142,7 +142,8 @@ func (s *Spool) commit() error {
 	s.mu.Lock()
 	n := len(s.buf)
 	acks, ops, dropped := s.acks, s.ops, s.bufDropped
-	s.acks, s.ops, s.bufDropped = nil, nil, nil
+	ackWaiting := s.ackWaiting
+	s.acks, s.ops, s.bufDropped, s.ackWaiting = nil, nil, nil, 0
 	s.gen++
 	g := s.gen
 	if n == 0 && len(acks) == 0 && len(ops) == 0 && len(dropped) == 0 && !ageDue {
@@ -182,7 +183,7 @@ func (s *Spool) commit() error {
 		for _, o := range ops {
 			o.finish(fmt.Errorf("spool: %w: file quarantined", ErrCorrupt))
 		}
-		acks, ops, dropped = nil, nil, nil
+		acks, ops, dropped, ackWaiting = nil, nil, nil, 0
 		if err = s.ensureOpen(); err == nil {
 			s.mu.Lock()
 			live, streams, hwm = s.stream, append([]streamInfo(nil), s.streams...), s.committed
@@ -210,6 +211,7 @@ func (s *Spool) commit() error {
 		s.logDropping(res)
 	} else {
 		s.acks = append(acks, s.acks...)
+		s.ackWaiting += ackWaiting
 		s.bufDropped = append(dropped, s.bufDropped...)
 		if !s.failing {
 			s.log.Error("spool: commit failed, readings wait in the buffer", "path", s.opts.Path, "buffered", len(s.buf), "error", err)
