@@ -131,6 +131,12 @@ func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxByt
 // than maxBytes still comes alone). s.tab.mu is held.
 func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, maxReadings, maxBytes int) error {
 	var line []byte
+	if batch.Readings == nil {
+		// Growing the slice reading by reading would copy each batch
+		// about twice (and trip the GC's write barriers on the copies).
+		// A line takes 100 bytes or more.
+		batch.Readings = make([]reading.Reading, 0, max(1, min(maxReadings, maxBytes/100, int(min(to-from, 1<<20))+1)))
+	}
 	c := b.Cursor()
 	for k, v := c.Seek(itob(from)); k != nil && len(batch.Readings) < maxReadings; k, v = c.Next() {
 		if len(k) != 8 {
