@@ -128,7 +128,13 @@ func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxByt
 // collect adds to batch the readings of stream bucket b with seqs from
 // from to to, as long as the batch stays within maxReadings and maxBytes of
 // wire encoding (size is what it holds already; a first reading larger
-// than maxBytes still comes alone). s.tab.mu is held.
+// than maxBytes still comes alone). s.drainMu and s.tab.mu are held.
+//
+// Encoding each reading to learn its size cost a fifth of a drain's CPU,
+// so while the batch is far from maxBytes it counts each reading at an
+// upper bound of its line (lineBound) instead; only once the bounds could
+// pass maxBytes does it encode, and count exactly from then on. The batch
+// is the same as if every line had been encoded.
 func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, maxReadings, maxBytes int) error {
 	var line []byte
 	if batch.Readings == nil {
@@ -137,6 +143,7 @@ func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, max
 		// A line takes 100 bytes or more.
 		batch.Readings = make([]reading.Reading, 0, max(1, min(maxReadings, maxBytes/100, int(min(to-from, 1<<20))+1)))
 	}
+	exact, bound := false, size // bound: size plus the bounds of the readings taken
 	c := b.Cursor()
 	for k, v := c.Seek(itob(from)); k != nil && len(batch.Readings) < maxReadings; k, v = c.Next() {
 		if len(k) != 8 {
@@ -145,9 +152,21 @@ func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, max
 		if btoi(k) > to {
 			break
 		}
-		r, err := s.decode(batch.Stream, btoi(k), v)
+		r, id, err := s.decodeSeries(batch.Stream, btoi(k), v)
 		if err != nil {
 			return err
+		}
+		if !exact {
+			if ub := s.lineBound(id) + 1; bound+ub <= maxBytes {
+				bound += ub
+				batch.Readings = append(batch.Readings, r)
+				continue
+			}
+			exact = true // near maxBytes: count what the batch holds exactly
+			for i := range batch.Readings {
+				line = reading.AppendReading(line[:0], &batch.Readings[i])
+				size += len(line) + 1
+			}
 		}
 		line = reading.AppendReading(line[:0], &r)
 		if len(batch.Readings) > 0 && size+len(line)+1 > maxBytes {
@@ -159,20 +178,62 @@ func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, max
 	return nil
 }
 
+// lineBound returns an upper bound of the length of a reading line of
+// series id as reading.AppendReading encodes it. The device, sensor, unit
+// and labels are the same in every line of a series, and the stream id
+// always takes 16 hex digits: their length comes from encoding a template
+// line once per series, to which it adds the longest seq, value and
+// timestamp. s.drainMu and s.tab.mu are held; id is known.
+func (s *Spool) lineBound(id uint32) int {
+	if s.boundsTab != s.tab { // a new file: ids name other series
+		s.boundsTab, s.bounds = s.tab, s.bounds[:0]
+	}
+	if int(id) < len(s.bounds) && s.bounds[id] > 0 {
+		return s.bounds[id]
+	}
+	ser, _ := s.tab.lookup(id)
+	tmpl := reading.Reading{Device: s.opts.Device, Sensor: ser.sensor, Unit: ser.unit, Labels: ser.labels, Unsynced: true}
+	// The template's seq, value and timestamp ("0", "0" and year 1) are
+	// counted on top: slack, not a loss.
+	n := len(reading.AppendReading(nil, &tmpl)) + maxSeqLen + maxValueLen + maxTimeLen
+	if int(id) >= len(s.bounds) {
+		s.bounds = append(s.bounds, make([]int, int(id)+1-len(s.bounds))...)
+	}
+	s.bounds[id] = n
+	return n
+}
+
+// The longest encodings of a line's variable parts: a seq up to MaxSeq
+// (19 digits), a finite float64 (shortest round-trip form, at most 25
+// bytes in plain or exponent notation, sign included), and an RFC 3339
+// timestamp with nanoseconds of any year a stored time can hold (34
+// bytes). Each is rounded up.
+const (
+	maxSeqLen   = 20
+	maxValueLen = 32
+	maxTimeLen  = 40
+)
+
 // decode turns a stored value into a reading; s.tab.mu is held. A reading
 // taken before the clock was synchronised comes out with its corrected
 // time once its boot's offset is known (SetBootOffset): the correction is
 // applied here, as readings are read for sending or export, never by
 // rewriting the backlog.
 func (s *Spool) decode(stream reading.StreamID, seq uint64, v []byte) (reading.Reading, error) {
+	r, _, err := s.decodeSeries(stream, seq, v)
+	return r, err
+}
+
+// decodeSeries is decode that also returns the reading's series id.
+func (s *Spool) decodeSeries(stream reading.StreamID, seq uint64, v []byte) (reading.Reading, uint32, error) {
 	d, err := decodeStored(v)
 	if err != nil {
-		return reading.Reading{}, fmt.Errorf("stream %v seq %d: %w", stream, seq, err)
+		return reading.Reading{}, 0, fmt.Errorf("stream %v seq %d: %w", stream, seq, err)
 	}
 	correct(&d, s.tab.boots)
 	ser, ok := s.tab.lookup(d.series)
 	if !ok {
-		return reading.Reading{}, fmt.Errorf("stream %v seq %d: unknown series %d: %w", stream, seq, d.series, ErrCorrupt)
+		return reading.Reading{}, 0, fmt.Errorf("stream %v seq %d: unknown series %d: %w", stream, seq, d.series, ErrCorrupt)
 	}
 	return reading.Reading{
 		Device:   s.opts.Device,
@@ -184,7 +245,7 @@ func (s *Spool) decode(stream reading.StreamID, seq uint64, v []byte) (reading.R
 		Labels:   maps.Clone(ser.labels),
 		Time:     d.time,
 		Unsynced: d.unsynced,
-	}, nil
+	}, d.series, nil
 }
 
 // ackOp deletes an acknowledged batch in the next commit.
