@@ -21,8 +21,14 @@ import (
 // compacted.
 const DefaultCompactAbove = 64 << 20
 
-// compactTxBytes bounds the size of each transaction of a compaction.
-const compactTxBytes = 4 << 20
+// compactTxBytes bounds the keys and values of each transaction of a
+// compaction. A transaction keeps each of its entries in memory until it
+// commits (bbolt's nodes: about 100 bytes of heap per stored reading), so
+// this bounds the compaction's heap whatever the backlog: 4 MiB took 25 MiB
+// of live heap, 256 KiB still 2.7 MiB more RssAnon than 64 KiB in a 3M
+// drain. The transactions are not synced one by one (see compact), so
+// small ones cost no fsyncs.
+const compactTxBytes = 64 << 10
 
 // compactDue says whether the file should be compacted: large, and at least
 // three quarters free pages.
@@ -58,12 +64,16 @@ func (s *Spool) compact() error {
 		return nil
 	}
 	_ = os.Remove(tmp)
+	// The copy's transactions skip fsync: until the rename, a crash
+	// leaves only a temporary file, which the next open removes. The last,
+	// empty transaction syncs the whole file, and its freelist, so the
+	// reopen below reads the freelist instead of walking the file.
 	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{
 		Timeout:        s.opts.LockTimeout,
 		PageSize:       pageSize,
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
-		NoSync:         s.opts.UnsafeNoSync,
+		NoSync:         true,
 	})
 	if err != nil {
 		return fmt.Errorf("spool: compact: open %s: %w", tmp, err)
@@ -72,6 +82,12 @@ func (s *Spool) compact() error {
 		closeQuietly(dst)
 		_ = os.Remove(tmp)
 		return err
+	}
+	dst.NoSync, dst.NoFreelistSync = s.opts.UnsafeNoSync, false
+	if err := dst.Update(func(*bolt.Tx) error { return nil }); err != nil {
+		closeQuietly(dst)
+		_ = os.Remove(tmp)
+		return fmt.Errorf("spool: compact: sync %s: %w", tmp, err)
 	}
 	if err := dst.Close(); err != nil {
 		_ = os.Remove(tmp)

@@ -2,6 +2,7 @@ package spool
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -143,9 +144,22 @@ func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxByt
 // than maxBytes still comes alone). A value that does not decode is
 // queued for the dead-letter bucket and skipped, counting against
 // maxReadings. It returns the last seq it took or skipped (0 if none).
-// s.tab.mu is held.
+// s.drainMu and s.tab.mu are held.
+//
+// Encoding each reading to learn its size cost a fifth of a drain's CPU,
+// so while the batch is far from maxBytes it counts each reading at an
+// upper bound of its line (lineBound) instead; only once the bounds could
+// pass maxBytes does it encode, and count exactly from then on. The batch
+// is the same as if every line had been encoded.
 func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, maxReadings, maxBytes int) (scanned uint64, err error) {
 	var line []byte
+	if batch.Readings == nil {
+		// Growing the slice reading by reading would copy each batch
+		// about twice (and trip the GC's write barriers on the copies).
+		// A line takes 100 bytes or more.
+		batch.Readings = make([]reading.Reading, 0, max(1, min(maxReadings, maxBytes/100, int(min(to-from, 1<<20))+1)))
+	}
+	exact, bound := false, size // bound: size plus the bounds of the readings taken
 	c := b.Cursor()
 	skipped := 0
 	for k, v := c.Seek(itob(from)); k != nil && len(batch.Readings)+skipped < maxReadings; k, v = c.Next() {
@@ -160,7 +174,7 @@ func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, max
 			// cycle brings old keys back, forever).
 			return scanned, fmt.Errorf("stream %v: key %d after %d: B+tree out of order: %w", batch.Stream, btoi(k), max(scanned, from), ErrCorrupt)
 		}
-		r, err := s.decode(batch.Stream, btoi(k), v)
+		r, id, err := s.decodeSeries(batch.Stream, btoi(k), v)
 		if ue := (*unreadableError)(nil); errors.As(err, &ue) {
 			s.deadLetterUnreadable(ue)
 			skipped++
@@ -169,6 +183,19 @@ func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, max
 		}
 		if err != nil {
 			return scanned, err
+		}
+		if !exact {
+			if ub := s.lineBound(id) + 1; bound+ub <= maxBytes {
+				bound += ub
+				batch.Readings = append(batch.Readings, r)
+				scanned = r.Seq
+				continue
+			}
+			exact = true // near maxBytes: count what the batch holds exactly
+			for i := range batch.Readings {
+				line = reading.AppendReading(line[:0], &batch.Readings[i])
+				size += len(line) + 1
+			}
 		}
 		line = reading.AppendReading(line[:0], &r)
 		if len(batch.Readings) > 0 && size+len(line)+1 > maxBytes {
@@ -181,21 +208,63 @@ func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, max
 	return scanned, nil
 }
 
+// lineBound returns an upper bound of the length of a reading line of
+// series id as reading.AppendReading encodes it. The device, sensor, unit
+// and labels are the same in every line of a series, and the stream id
+// always takes 16 hex digits: their length comes from encoding a template
+// line once per series, to which it adds the longest seq, value and
+// timestamp. s.drainMu and s.tab.mu are held; id is known.
+func (s *Spool) lineBound(id uint32) int {
+	if s.boundsTab != s.tab { // a new file: ids name other series
+		s.boundsTab, s.bounds = s.tab, s.bounds[:0]
+	}
+	if int(id) < len(s.bounds) && s.bounds[id] > 0 {
+		return s.bounds[id]
+	}
+	ser, _ := s.tab.lookup(id)
+	tmpl := reading.Reading{Device: s.opts.Device, Sensor: ser.sensor, Unit: ser.unit, Labels: ser.labels, Unsynced: true}
+	// The template's seq, value and timestamp ("0", "0" and year 1) are
+	// counted on top: slack, not a loss.
+	n := len(reading.AppendReading(nil, &tmpl)) + maxSeqLen + maxValueLen + maxTimeLen
+	if int(id) >= len(s.bounds) {
+		s.bounds = append(s.bounds, make([]int, int(id)+1-len(s.bounds))...)
+	}
+	s.bounds[id] = n
+	return n
+}
+
+// The longest encodings of a line's variable parts: a seq up to MaxSeq
+// (19 digits), a finite float64 (shortest round-trip form, at most 25
+// bytes in plain or exponent notation, sign included), and an RFC 3339
+// timestamp with nanoseconds of any year a stored time can hold (34
+// bytes). Each is rounded up.
+const (
+	maxSeqLen   = 20
+	maxValueLen = 32
+	maxTimeLen  = 40
+)
+
 // decode turns a stored value into a reading; s.tab.mu is held. A reading
 // taken before the clock was synchronised comes out with its corrected
 // time once its boot's offset is known (SetBootOffset): the correction is
 // applied here, as readings are read for sending or export, never by
 // rewriting the backlog.
 func (s *Spool) decode(stream reading.StreamID, seq uint64, v []byte) (reading.Reading, error) {
+	r, _, err := s.decodeSeries(stream, seq, v)
+	return r, err
+}
+
+// decodeSeries is decode that also returns the reading's series id.
+func (s *Spool) decodeSeries(stream reading.StreamID, seq uint64, v []byte) (reading.Reading, uint32, error) {
 	d, err := decodeStored(v)
 	if err != nil {
 		// The reason names the decode error, not the file: the file is fine.
-		return reading.Reading{}, &unreadableError{stream, seq, strings.TrimSuffix(err.Error(), ": "+ErrCorrupt.Error())}
+		return reading.Reading{}, 0, &unreadableError{stream, seq, strings.TrimSuffix(err.Error(), ": "+ErrCorrupt.Error())}
 	}
 	correct(&d, s.tab.boots)
 	ser, ok := s.tab.lookup(d.series)
 	if !ok {
-		return reading.Reading{}, &unreadableError{stream, seq, fmt.Sprintf("unknown series %d", d.series)}
+		return reading.Reading{}, 0, &unreadableError{stream, seq, fmt.Sprintf("unknown series %d", d.series)}
 	}
 	return reading.Reading{
 		Device:   s.opts.Device,
@@ -207,7 +276,7 @@ func (s *Spool) decode(stream reading.StreamID, seq uint64, v []byte) (reading.R
 		Labels:   maps.Clone(ser.labels),
 		Time:     d.time,
 		Unsynced: d.unsynced,
-	}, nil
+	}, d.series, nil
 }
 
 // ackOp deletes an acknowledged batch in the next commit.
@@ -267,9 +336,12 @@ func (s *Spool) Ack(b *Batch) error {
 	// A fast drain would otherwise pile a whole interval's deletes into one
 	// transaction, whose dirty pages are heap: commit early once a batch
 	// of acks is waiting, so memory stays flat however long the backlog.
+	n := 0
 	for _, r := range runs {
-		s.ackedSince += int(r.to - r.from + 1)
+		n += int(r.to - r.from + 1)
 	}
+	s.ackedSince += n
+	s.ackWaiting += n
 	early := s.ackedSince >= ackCommitReadings
 	if early || s.opts.CommitInterval == 0 {
 		s.ackedSince = 0
@@ -278,14 +350,40 @@ func (s *Spool) Ack(b *Batch) error {
 	if early || s.opts.CommitInterval == 0 {
 		s.kickWriter()
 	}
+	s.ackBackpressure()
 	return nil
+}
+
+// ackBackpressure makes an acknowledging drain wait while more than
+// ackWaitReadings acknowledged readings wait for a commit that has not
+// started yet. A drain faster than the writer's deletes would otherwise
+// grow each commit's transaction with the backlog (its rebalanced leaves
+// are heap until the commit ends), and leave more to send again after a
+// crash. It does not wait while commits fail or once the spool closes.
+func (s *Spool) ackBackpressure() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ackWaiting < ackWaitReadings {
+		return
+	}
+	s.kickWriter() // never blocks
+	_ = s.waitUntil(context.Background(), func() bool {
+		return s.ackWaiting < ackWaitReadings || s.failing || s.closed
+	})
 }
 
 // ackCommitReadings is how many acknowledged readings make the writer
 // commit before its interval ends. Only a fast backlog drain reaches it,
 // where a commit every few thousand deletes costs the card little next to
-// the readings it frees.
-const ackCommitReadings = 10000
+// the readings it frees. A commit's deletes hold their leaves on the heap
+// (about 100 bytes a reading) until it ends: with 10000 (up to 20000 per
+// commit), a 1M drain peaked 17-40% above a 100k one; with 2500, 6-7%.
+const ackCommitReadings = 2500
+
+// ackWaitReadings is how many acknowledged readings may wait for a commit
+// before Ack waits for the writer (ackBackpressure): it bounds one
+// commit's deletes, and so its memory, whatever the backlog.
+const ackWaitReadings = 2 * ackCommitReadings
 
 func applyAck(tx *bolt.Tx, meta *bolt.Bucket, c *counters, a ackOp) error {
 	if b := tx.Bucket(streamBucket(a.stream)); b != nil {

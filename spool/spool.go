@@ -35,11 +35,13 @@ type Spool struct {
 	// the names table. Lock order: writeMu, dbMu, drainMu, mu.
 	writeMu sync.Mutex
 
-	drainMu sync.Mutex
-	cursor  map[reading.StreamID]uint64 // next seq to hand out, per stream
-	handed  map[rangeKey]uint64         // pending ranges handed out: → to
-	resent  map[reading.StreamID][]seqSpan
-	fresh   map[reading.StreamID]seqSpan // handed out newest-first by NextFresh
+	drainMu   sync.Mutex
+	cursor    map[reading.StreamID]uint64 // next seq to hand out, per stream
+	handed    map[rangeKey]uint64         // pending ranges handed out: → to
+	resent    map[reading.StreamID][]seqSpan
+	fresh     map[reading.StreamID]seqSpan // handed out newest-first by NextFresh
+	bounds    []int                        // by series id of boundsTab: lineBound's cache
+	boundsTab *table                       // the table bounds was made for
 
 	mu         sync.Mutex
 	closed     bool
@@ -51,6 +53,7 @@ type Spool struct {
 	bufDropped []seqRange       // live seqs dropped from buf, not yet recorded
 	acks       []ackOp
 	ackedSince int // readings acknowledged since the writer was last kicked for acks
+	ackWaiting int // readings in acks (acknowledged, not taken by a commit yet)
 	ops        []*op
 	counters   counters // as last committed
 	committed  uint64   // live seq high-water mark as last committed

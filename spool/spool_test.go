@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -336,5 +337,78 @@ func TestAcksCommitEarlyOnceManyWait(t *testing.T) {
 			t.Fatalf("%d acks waited for the 1h interval: %d readings left, want %d", ackCommitReadings, readingsAfter(), n-ackCommitReadings)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Acknowledgements that outrun the writer wait for it once
+// ackWaitReadings wait, so one commit's deletes (and their heap) stay
+// bounded however long the backlog; they go on when the writer catches up.
+func TestAckWaitsWhenTheWriterFallsBehind(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	opts.CommitInterval = time.Hour
+	s := mustOpen(t, opts)
+	n := 3 * ackWaitReadings
+	appendN(t, s, 1, n)
+	var hold atomic.Bool
+	gate := make(chan struct{})
+	s.commitHook = func() { // no commit runs here before this point
+		if hold.Load() {
+			<-gate
+		}
+	}
+	hold.Store(true)
+	var acked atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		for acked.Load() < int64(n) {
+			b, err := s.Next(500, 1<<20)
+			if err == nil && b == nil {
+				err = errors.New("Next() = nil before the backlog drained")
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+			if err := s.Ack(b); err != nil {
+				done <- err
+				return
+			}
+			acked.Add(int64(len(b.Readings)))
+		}
+		done <- nil
+	}()
+	// The first early commit blocks in the hook; the acks behind it pile
+	// up to the bound and then wait. Wait until they stop moving.
+	last, still := int64(-1), time.Now()
+	for deadline := time.Now().Add(30 * time.Second); time.Since(still) < 300*time.Millisecond; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("acks still moving after 30s (%d of %d) while the writer is held", acked.Load(), n)
+		}
+		if a := acked.Load(); a != last {
+			last, still = a, time.Now()
+		}
+	}
+	s.mu.Lock()
+	waiting := s.ackWaiting
+	s.mu.Unlock()
+	if last >= int64(n) || waiting > ackWaitReadings+500 {
+		t.Errorf("with the writer held, %d of %d readings were acknowledged and %d wait for a commit; want Ack to wait from %d waiting",
+			last, n, waiting, ackWaitReadings)
+	}
+	hold.Store(false)
+	close(gate)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("acks stuck at %d of %d after the writer was released", acked.Load(), n)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Stats(); err != nil || st.Readings != 0 {
+		t.Fatalf("after acknowledging all, Stats() = %d readings, %v; want 0", st.Readings, err)
 	}
 }

@@ -142,7 +142,8 @@ func (s *Spool) commit() error {
 	s.mu.Lock()
 	n := len(s.buf)
 	acks, ops, dropped := s.acks, s.ops, s.bufDropped
-	s.acks, s.ops, s.bufDropped = nil, nil, nil
+	ackWaiting := s.ackWaiting
+	s.acks, s.ops, s.bufDropped, s.ackWaiting = nil, nil, nil, 0
 	s.gen++
 	g := s.gen
 	if n == 0 && len(acks) == 0 && len(ops) == 0 && len(dropped) == 0 && !ageDue {
@@ -182,7 +183,7 @@ func (s *Spool) commit() error {
 		for _, o := range ops {
 			o.finish(fmt.Errorf("spool: %w: file quarantined", ErrCorrupt))
 		}
-		acks, ops, dropped = nil, nil, nil
+		acks, ops, dropped, ackWaiting = nil, nil, nil, 0
 		if err = s.ensureOpen(); err == nil {
 			s.mu.Lock()
 			live, streams, hwm = s.stream, append([]streamInfo(nil), s.streams...), s.committed
@@ -210,6 +211,7 @@ func (s *Spool) commit() error {
 		s.logDropping(res)
 	} else {
 		s.acks = append(acks, s.acks...)
+		s.ackWaiting += ackWaiting
 		s.bufDropped = append(dropped, s.bufDropped...)
 		if !s.failing {
 			s.log.Error("spool: commit failed, readings wait in the buffer", "path", s.opts.Path, "buffered", len(s.buf), "error", err)
@@ -497,7 +499,46 @@ func writeCounters(meta *bolt.Bucket, c counters) error {
 
 // deleteRange deletes the readings with seq in [from, to] from b and
 // returns how many it deleted and their logical size.
+//
+// It deletes from the top down: bbolt removes a key by shifting the keys
+// after it in its leaf, so deleting the last one shifts nothing, and the
+// cursor steps back to the next key without seeking from the root again.
+// (After Cursor.Delete, the keys below the deleted one have not moved, so
+// stepping back finds the next one.) Stepping back stops at the first key,
+// and also at a leaf that an earlier delete of the same transaction
+// emptied: what may be left below such a leaf is deleted seek by seek.
 func deleteRange(b *bolt.Bucket, from, to uint64) (n, size uint64, err error) {
+	c := b.Cursor()
+	k, v := c.Seek(itob(to))
+	switch {
+	case k == nil:
+		k, v = c.Last()
+	case len(k) == 8 && btoi(k) > to:
+		k, v = c.Prev()
+	}
+	below := to // the seqs from–below may still hold readings
+	for ; k != nil; k, v = c.Prev() {
+		seq := btoi(k)
+		if len(k) != 8 || seq < from || seq > below {
+			return n, size, nil
+		}
+		size += uint64(len(k) + len(v) + entryOverhead)
+		if err := c.Delete(); err != nil {
+			return n, size, fmt.Errorf("failed to delete seq %d: %w", seq, err)
+		}
+		n++
+		if seq == from {
+			return n, size, nil
+		}
+		below = seq - 1
+	}
+	rn, rsize, err := deleteUp(b, from, below)
+	return n + rn, size + rsize, err
+}
+
+// deleteUp deletes the readings with seq in [from, to] from b, lowest
+// first, seeking each from the root (which skips emptied leaves).
+func deleteUp(b *bolt.Bucket, from, to uint64) (n, size uint64, err error) {
 	c := b.Cursor()
 	for k, v := c.Seek(itob(from)); k != nil; k, v = c.Seek(itob(from)) {
 		seq := btoi(k)

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,8 +48,14 @@ const (
 	drainReadingsEnv = "OUTPOST_BENCH_DRAIN_READINGS"
 	// drainJobEnv carries a drainJob (JSON) to TestHelperDrainSpool.
 	drainJobEnv = "OUTPOST_UPLINK_DRAIN_JOB"
-	benchDevice = "pi-bench"
-	smallDrain  = 100_000
+	// drainProfileEnv, when set to a path prefix, makes each drain
+	// process write a CPU profile of its drain to PREFIX-MODE-N.cpu, a
+	// heap profile at its peak live heap to PREFIX-MODE-N.heap and one
+	// once drained to PREFIX-MODE-N-drained.heap (sampling every 4 KiB
+	// allocated), for go tool pprof.
+	drainProfileEnv = "OUTPOST_BENCH_DRAIN_PROFILE"
+	benchDevice     = "pi-bench"
+	smallDrain      = 100_000
 )
 
 // filled caches the pre-filled spool files of one benchmark process, by
@@ -133,6 +140,8 @@ func sizeName(n int) string {
 // packets as Mosquitto counts them in $SYS/broker/bytes/received),
 // peak-anon-KiB and peak-heap-KiB (RssAnon of /proc/self/status and Go heap
 // in use, sampled every 5 ms during the drain and its last commit),
+// peak-live-KiB (the largest live heap a GC found then: the heap in use
+// peaks near twice it, at GOGC=100),
 // cpu-ns/reading (the drain process's user and system CPU time: steadier
 // than readings/s on a shared machine), opened-anon-KiB (RssAnon with the
 // spool open, before the drain). raw-post is the same-run
@@ -196,6 +205,7 @@ type drainResult struct {
 	OpenedAnonKiB uint64
 	PeakAnonKiB   uint64
 	PeakHeapKiB   uint64
+	PeakLiveKiB   uint64
 	CPUSeconds    float64 // user and system CPU time of the drain process, drain and last commit
 	OpenSeconds   float64 // spool.Open
 	FlushSeconds  float64 // the commit after the last acknowledgement
@@ -248,6 +258,7 @@ func benchDrainSpool(b *testing.B, v drainVariant, n int) {
 		sum.OpenedAnonKiB += res.OpenedAnonKiB
 		sum.PeakAnonKiB += res.PeakAnonKiB
 		sum.PeakHeapKiB += res.PeakHeapKiB
+		sum.PeakLiveKiB += res.PeakLiveKiB
 		sum.CPUSeconds += res.CPUSeconds
 		b.Logf("drain %d: open %.2fs, drain %.2fs, last commit %.2fs, close %.2fs", i, res.OpenSeconds, res.Seconds, res.FlushSeconds, res.CloseSeconds)
 	}
@@ -256,6 +267,7 @@ func benchDrainSpool(b *testing.B, v drainVariant, n int) {
 	b.ReportMetric(sum.CPUSeconds*1e9/(float64(n)*runs), "cpu-ns/reading")
 	b.ReportMetric(float64(sum.PeakAnonKiB)/runs, "peak-anon-KiB")
 	b.ReportMetric(float64(sum.PeakHeapKiB)/runs, "peak-heap-KiB")
+	b.ReportMetric(float64(sum.PeakLiveKiB)/runs, "peak-live-KiB")
 	b.ReportMetric(float64(sum.OpenedAnonKiB)/runs, "opened-anon-KiB")
 	if received != nil {
 		b.ReportMetric(float64(wire)/float64(n), "wireB/reading")
@@ -297,6 +309,9 @@ func TestHelperDrainSpool(t *testing.T) {
 	if err := json.Unmarshal([]byte(raw), &job); err != nil {
 		t.Fatalf("%s: %v", drainJobEnv, err)
 	}
+	if os.Getenv(drainProfileEnv) != "" {
+		runtime.MemProfileRate = 4096
+	}
 	ctx := context.Background()
 	t0 := time.Now()
 	sp, err := spool.Open(spool.Options{Path: job.Spool, Device: benchDevice, CommitInterval: spool.DefaultCommitInterval})
@@ -330,7 +345,16 @@ func TestHelperDrainSpool(t *testing.T) {
 	}
 	runtime.GC()
 	opened := rssAnonKiB()
-	mem := sampleMemory(5 * time.Millisecond)
+	prof := os.Getenv(drainProfileEnv)
+	if prof != "" {
+		prof = fmt.Sprintf("%s-%s-%d", prof, job.Mode, job.N)
+		if job.Gzip {
+			prof += "-gzip"
+		}
+		stop := startCPUProfile(t, prof+".cpu")
+		defer stop()
+	}
+	mem := sampleMemory(5*time.Millisecond, prof)
 	cpu0 := cpuTime(t)
 	o := newSpoolOutbox(sp, job.N)
 	runCtx, cancel := context.WithCancel(ctx)
@@ -354,7 +378,11 @@ func TestHelperDrainSpool(t *testing.T) {
 	}
 	flushSecs := time.Since(t0).Seconds()
 	cpu := cpuTime(t) - cpu0
-	peakAnon, peakHeap := mem.stop()
+	peakAnon, peakHeap, peakLive := mem.stop()
+	if prof != "" { // what the drained spool keeps
+		runtime.GC()
+		writeHeapProfile(prof + "-drained.heap")
+	}
 	if st, err := sp.Stats(); err != nil || st.Readings != 0 {
 		t.Fatalf("after the drain the spool holds %d readings (%v); want 0", st.Readings, err)
 	}
@@ -363,7 +391,7 @@ func TestHelperDrainSpool(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, _ := json.Marshal(drainResult{Drained: int(o.acked.Load()), Seconds: secs,
-		OpenedAnonKiB: opened, PeakAnonKiB: peakAnon, PeakHeapKiB: peakHeap,
+		OpenedAnonKiB: opened, PeakAnonKiB: peakAnon, PeakHeapKiB: peakHeap, PeakLiveKiB: peakLive,
 		CPUSeconds: cpu.Seconds(), OpenSeconds: openSecs, FlushSeconds: flushSecs, CloseSeconds: time.Since(t0).Seconds()})
 	fmt.Printf("%s%s\n", drainResultPrefix, res)
 }
@@ -396,26 +424,66 @@ func rssAnonKiB() uint64 {
 	return 0
 }
 
+// startCPUProfile writes a CPU profile to path until the returned
+// function is called.
+func startCPUProfile(t *testing.T, path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// writeHeapProfile writes the heap profile (as of the last GC) to path.
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = pprof.Lookup("heap").WriteTo(f, 0)
+}
+
 // memSampler records the peak RssAnon and Go heap in use (objects plus
 // unused space in in-use spans: MemStats.HeapInuse, read without stopping
 // the world).
 type memSampler struct {
-	stopc      chan struct{}
-	done       chan struct{}
-	anon, heap uint64
+	stopc            chan struct{}
+	done             chan struct{}
+	anon, heap, live uint64
 }
 
-func sampleMemory(every time.Duration) *memSampler {
+// sampleMemory starts sampling every interval; with a profile path
+// prefix, it writes a heap profile to PREFIX.heap whenever the live heap
+// (as the last GC found it) passes its previous peak by 5%.
+func sampleMemory(every time.Duration, prof string) *memSampler {
 	m := &memSampler{stopc: make(chan struct{}), done: make(chan struct{})}
-	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"}}
+	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/gc/heap/live:bytes"}}
 	t := time.NewTicker(every)
 	go func() {
 		defer close(m.done)
 		defer t.Stop()
+		var profiled uint64
 		for {
 			metrics.Read(samples)
-			m.heap = max(m.heap, (samples[0].Value.Uint64()+samples[1].Value.Uint64())>>10)
+			heap := (samples[0].Value.Uint64() + samples[1].Value.Uint64()) >> 10
+			m.heap = max(m.heap, heap)
 			m.anon = max(m.anon, rssAnonKiB())
+			live := samples[2].Value.Uint64() >> 10
+			m.live = max(m.live, live)
+			if prof != "" && live > profiled+profiled/20 {
+				profiled = live
+				writeHeapProfile(prof + ".heap")
+			}
 			select {
 			case <-m.stopc:
 				return
@@ -426,10 +494,10 @@ func sampleMemory(every time.Duration) *memSampler {
 	return m
 }
 
-func (m *memSampler) stop() (anonKiB, heapKiB uint64) {
+func (m *memSampler) stop() (anonKiB, heapKiB, liveKiB uint64) {
 	close(m.stopc)
 	<-m.done
-	return m.anon, m.heap
+	return m.anon, m.heap, m.live
 }
 
 // wireSink reads each batch's body (gunzipping it), counts its lines and
