@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,6 +54,42 @@ func procIO(tb testing.TB) uint64 {
 	}
 	tb.Skip("no wchar in /proc/self/io")
 	return 0
+}
+
+// devSectors returns the sectors written to the block device that holds
+// dir (/sys/dev/block/MAJ:MIN/stat, seventh field), or false where the
+// kernel does not say (tmpfs, overlay).
+func devSectors(dir string) (uint64, bool) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return 0, false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/stat", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 7 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(f[6], 10, 64)
+	return n, err == nil
+}
+
+// reportDevBytes reports the bytes that reached the block device per
+// reading while the loop ran (sectors from s0 on, over elapsed), less what
+// the device took in an idle spell of the same length right after: the
+// disk is shared, and other tenants write to it too (measuring.md).
+func reportDevBytes(b *testing.B, dir string, s0 uint64, ok bool, elapsed time.Duration, n int) {
+	s1, ok1 := devSectors(dir)
+	if !ok || !ok1 || n == 0 {
+		return
+	}
+	time.Sleep(elapsed)
+	s2, _ := devSectors(dir)
+	busy, idle := s1-s0, s2-s1
+	b.ReportMetric(float64(max(busy, idle)-idle)*512/float64(n), "devB/reading")
+	b.ReportMetric(float64(idle)*512/float64(n), "idle-devB/reading")
 }
 
 func benchOptions(tb testing.TB, dir string) Options {
@@ -156,7 +193,8 @@ func BenchmarkLifecycle(b *testing.B) {
 }
 
 func benchLifecycle(b *testing.B, perCommit, lag int) {
-	s, err := Open(benchOptions(b, b.TempDir()))
+	dir := b.TempDir()
+	s, err := Open(benchOptions(b, dir))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -192,6 +230,8 @@ func benchLifecycle(b *testing.B, perCommit, lag int) {
 	}
 	st0, _ := s.Stats()
 	w0 := procIO(b)
+	sec0, devOK := devSectors(dir)
+	start := time.Now()
 	b.ResetTimer()
 	n := 0
 	for n < b.N {
@@ -202,10 +242,12 @@ func benchLifecycle(b *testing.B, perCommit, lag int) {
 	st, _ := s.Stats()
 	b.ReportMetric(float64(procIO(b)-w0)/float64(n), "wB/reading")
 	b.ReportMetric(2*float64(st.Commits-st0.Commits)/float64(n), "fsyncs/reading")
+	reportDevBytes(b, dir, sec0, devOK, time.Since(start), n)
 }
 
 func benchNaiveLifecycle(b *testing.B) {
-	db, err := bolt.Open(filepath.Join(b.TempDir(), "naive.db"), 0o600, nil)
+	dir := b.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, "naive.db"), 0o600, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -228,6 +270,8 @@ func benchNaiveLifecycle(b *testing.B) {
 		b.Fatal(err)
 	}
 	w0 := procIO(b)
+	sec0, devOK := devSectors(dir)
+	start := time.Now()
 	b.ResetTimer()
 	for i := range b.N {
 		if err := put(uint64(i + 2)); err != nil {
@@ -240,6 +284,7 @@ func benchNaiveLifecycle(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(procIO(b)-w0)/float64(b.N), "wB/reading")
 	b.ReportMetric(4, "fsyncs/reading")
+	reportDevBytes(b, dir, sec0, devOK, time.Since(start), b.N)
 }
 
 // BenchmarkAtRest appends b.N readings (commits of 1000) and reports the
