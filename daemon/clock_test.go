@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/outpost-iot/outpost/internal/logbuf"
 	"github.com/outpost-iot/outpost/internal/reading"
 	"github.com/outpost-iot/outpost/spool"
 )
@@ -504,7 +505,7 @@ func (m *memOffsets) SetBootOffset(_ context.Context, b spool.BootID, o time.Dur
 func TestClockRecordsOffsetOnce(t *testing.T) {
 	clk := newFakeClock(0xd, time.Minute)
 	store := &memOffsets{offsets: map[spool.BootID]time.Duration{}}
-	log := &syncBuffer{}
+	log := &logbuf.Buffer{}
 	c := newClock(clk, store, NewLogger(log, nil, "test"))
 	ctx := context.Background()
 	c.check(ctx)

@@ -8,30 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/outpost-iot/outpost/internal/logbuf"
 	"github.com/outpost-iot/outpost/spool"
 )
-
-// syncBuffer is a log sink the daemon and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // notifySocket listens where the daemon's sd_notify messages go, as
 // systemd would.
@@ -61,7 +43,7 @@ func notifySocket(t *testing.T) <-chan string {
 
 type testDaemon struct {
 	dir, config string
-	log         *syncBuffer
+	log         *logbuf.Buffer
 	reload      chan struct{}
 	cancel      context.CancelFunc
 	done        chan error
@@ -85,7 +67,7 @@ func startDaemon(t *testing.T, config string) *testDaemon {
 // spool of the run before), with o's test fields (the clock source).
 func startDaemonIn(t *testing.T, dir, config string, o Options) *testDaemon {
 	t.Helper()
-	d := &testDaemon{dir: dir, log: &syncBuffer{}, reload: make(chan struct{}, 1), done: make(chan error, 1)}
+	d := &testDaemon{dir: dir, log: &logbuf.Buffer{}, reload: make(chan struct{}, 1), done: make(chan error, 1)}
 	d.config = filepath.Join(d.dir, "outpost.yaml")
 	writeConfig(t, d.config, d.expand(config))
 	ctx, cancel := context.WithCancel(context.Background())

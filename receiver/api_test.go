@@ -1,7 +1,6 @@
 package receiver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,9 +9,9 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/outpost-iot/outpost/internal/logbuf"
 	"github.com/outpost-iot/outpost/internal/reading"
 )
 
@@ -165,7 +164,7 @@ func TestUnavailable(t *testing.T) {
 func TestConflictsLoggedOnce(t *testing.T) {
 	t.Parallel()
 	st := openSQLiteT(t)
-	var logBuf syncBuffer
+	var logBuf logbuf.Buffer
 	opt := testOptions
 	opt.Logger = slog.New(slog.NewTextHandler(&logBuf, nil))
 	if err := st.Migrate(t.Context()); err != nil {
@@ -202,22 +201,4 @@ func TestConflictsLoggedOnce(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

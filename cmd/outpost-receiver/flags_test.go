@@ -12,10 +12,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/outpost-iot/outpost/internal/logbuf"
 	"github.com/outpost-iot/outpost/internal/testserver"
 	"github.com/outpost-iot/outpost/receiver"
 )
@@ -137,30 +137,12 @@ func TestServeFlagErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // serveT runs serve in the background until the test ends and returns its
 // HTTP address and log.
-func serveT(t *testing.T, env map[string]string, args ...string) (string, *syncBuffer) {
+func serveT(t *testing.T, env map[string]string, args ...string) (string, *logbuf.Buffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	var stderr syncBuffer
+	var stderr logbuf.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, func(k string) string { return env[k] }, io.Discard, &stderr) }()
 	t.Cleanup(func() {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outpost-iot/outpost/internal/logbuf"
 )
 
 func runT(t *testing.T, env map[string]string, args ...string) (string, string, error) {
@@ -65,7 +67,7 @@ func TestServeShutsDown(t *testing.T) {
 	db := "sqlite:" + filepath.Join(t.TempDir(), "r.db")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr logbuf.Buffer
 	env := map[string]string{"OUTPOST_LISTEN": "127.0.0.1:0", "DATABASE_URL": db}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &bytes.Buffer{}, &stderr) }()
