@@ -340,15 +340,11 @@ func (s *Spool) Ack(b *Batch) error {
 	for _, r := range runs {
 		n += int(r.to - r.from + 1)
 	}
-	s.ackedSince += n
 	s.ackWaiting += n
-	early := s.ackedSince >= ackCommitReadings
-	if early || s.opts.CommitInterval == 0 {
-		s.ackedSince = 0
-	}
+	kick := s.ackWaiting >= ackCommitReadings || s.opts.CommitInterval == 0
 	s.mu.Unlock()
-	if early || s.opts.CommitInterval == 0 {
-		s.kickWriter()
+	if kick {
+		s.kickWriter() // coalesced: a kick pending already is enough
 	}
 	s.ackBackpressure()
 	return nil

@@ -52,7 +52,6 @@ type Spool struct {
 	inCommit   int              // buf[:inCommit] is being committed
 	bufDropped []seqRange       // live seqs dropped from buf, not yet recorded
 	acks       []ackOp
-	ackedSince int // readings acknowledged since the writer was last kicked for acks
 	ackWaiting int // readings in acks (acknowledged, not taken by a commit yet)
 	ops        []*op
 	counters   counters // as last committed
