@@ -77,16 +77,11 @@ func devSectors(dir string) (uint64, bool) {
 }
 
 // reportDevBytes reports the bytes that reached the block device per
-// reading while the loop ran (sectors from s0 on, over elapsed). On a
-// private disk (see benchDisk) the file system is synced first, so that
-// what the loop left to ext4's journal is counted too. On the shared disk
-// what the device took in an idle spell of the same length right after is
-// subtracted: other tenants write to it too (measuring.md).
+// reading while the loop ran (sectors from s0 on, over elapsed). On the
+// shared disk what the device took in an idle spell of the same length
+// right after is subtracted: other tenants write to it too (measuring.md).
 func reportDevBytes(b *testing.B, d benchDisk, s0 uint64, ok bool, elapsed time.Duration, n int) {
-	if d.private {
-		syncFS(b, d.dir)
-	}
-	s1, ok1 := devSectors(d.dir)
+	s1, ok1 := d.sectors(b)
 	if !ok || !ok1 || n == 0 {
 		return
 	}
@@ -105,6 +100,16 @@ func reportDevBytes(b *testing.B, d benchDisk, s0 uint64, ok bool, elapsed time.
 type benchDisk struct {
 	dir     string
 	private bool // a loop-mounted ext4 of its own, which nobody else writes to
+}
+
+// sectors returns the sectors written to d's block device so far. A
+// private disk is synced first, so that what ext4 still holds in its
+// journal is counted where it was caused.
+func (d benchDisk) sectors(b *testing.B) (uint64, bool) {
+	if d.private {
+		syncFS(b, d.dir)
+	}
+	return devSectors(d.dir)
 }
 
 // newBenchDisk returns, as root, a fresh ext4 file system (mkfs.ext4's
@@ -329,12 +334,9 @@ func benchLifecycle(b *testing.B, d benchDisk, perCommit, lag int, pace time.Dur
 	for range lag + 1 { // reach the steady state first
 		step()
 	}
-	if d.private {
-		syncFS(b, dir) // what opening the spool left to the journal is not the loop's
-	}
 	st0, _ := s.Stats()
 	w0 := procIO(b)
-	sec0, devOK := devSectors(dir)
+	sec0, devOK := d.sectors(b)
 	start := time.Now()
 	b.ResetTimer()
 	n := 0
@@ -346,10 +348,11 @@ func benchLifecycle(b *testing.B, d benchDisk, perCommit, lag int, pace time.Dur
 			n += perCommit
 		}
 		tick.Stop()
-	}
-	for n < b.N && pace == 0 {
-		step()
-		n += perCommit
+	} else {
+		for n < b.N {
+			step()
+			n += perCommit
+		}
 	}
 	b.StopTimer()
 	st, _ := s.Stats()
@@ -383,11 +386,8 @@ func benchNaiveLifecycle(b *testing.B) {
 	if err := put(1); err != nil {
 		b.Fatal(err)
 	}
-	if d.private {
-		syncFS(b, dir)
-	}
 	w0 := procIO(b)
-	sec0, devOK := devSectors(dir)
+	sec0, devOK := d.sectors(b)
 	start := time.Now()
 	b.ResetTimer()
 	for i := range b.N {
