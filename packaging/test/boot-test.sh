@@ -268,8 +268,9 @@ if [ -n "$RDEB" ]; then
 	wait_for 30 X systemctl is-active --quiet outpost-receiver && ok "receiver active" || fail "receiver active"
 	eq "receiver user" "$(X stat -c '%a %U:%G' /var/lib/outpost-receiver)" "750 outpost-receiver:outpost-receiver"
 	eq "receiver environment file" "$(X stat -c '%a %U:%G' /etc/default/outpost-receiver)" "640 root:outpost-receiver"
-	check "receiver's SQLite in its state dir" X test -s /var/lib/outpost-receiver/receiver.db
-	check "receiver answers /healthz" X bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080 && printf "GET /healthz HTTP/1.0\r\n\r\n" >&3 && grep -q "^ok" <&3'
+	# Active is not listening yet (under qemu the migrations take seconds): wait for both.
+	check "receiver's SQLite in its state dir" wait_for 30 X test -s /var/lib/outpost-receiver/receiver.db
+	check "receiver answers /healthz" wait_for 30 X bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080 && printf "GET /healthz HTTP/1.0\r\n\r\n" >&3 && grep -q "^ok" <&3'
 	tok=$(X runuser -u outpost-receiver -- outpost-receiver device add pi-07 --database-url sqlite:/var/lib/outpost-receiver/receiver.db 2>/dev/null || true)
 	check "device add prints a token" test -n "$tok"
 	X env DEBIAN_FRONTEND=noninteractive dpkg --purge outpost-receiver >"$WORK/dpkg.log" 2>&1 || { cat "$WORK/dpkg.log"; fail "dpkg --purge outpost-receiver"; }
