@@ -2,6 +2,7 @@ package reading
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -29,16 +30,17 @@ var sizeUnits = []struct {
 }
 
 // ParseSize parses a size such as "512MiB", "1.5GiB", "64KB" or "1048576".
+// Units are matched without regard to case ("4mib" is 4MiB).
 func ParseSize(s string) (Size, error) {
 	num, mult := strings.TrimSpace(s), Size(1)
 	for _, u := range sizeUnits {
-		if strings.HasSuffix(num, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+		if n := len(num) - len(u.suffix); n >= 0 && strings.EqualFold(num[n:], u.suffix) {
+			num, mult = strings.TrimSpace(num[:n]), u.mult
 			break
 		}
 	}
 	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || f < 0 || f*float64(mult) > float64(1<<62) {
+	if err != nil || math.IsNaN(f) || f < 0 || f*float64(mult) > float64(1<<62) {
 		return 0, fmt.Errorf("%q is not a size (e.g. 512MiB, 256KiB, 1GB or a number of bytes)", s)
 	}
 	return Size(f * float64(mult)), nil
