@@ -19,6 +19,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/receiver/store"
 )
 
 // MQTTOptions configure MQTT ingest.
@@ -52,7 +53,7 @@ type MQTTOptions struct {
 // then a receipt published on <prefix>/<device>/receipts.
 type MQTT struct {
 	client    mqtt.Client
-	store     Store
+	store     store.Store
 	opt       MQTTOptions
 	log       *slog.Logger
 	metrics   *metrics
@@ -231,7 +232,7 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 	b.ReceivedAt = time.Now().UTC()
 	// A database outage holds the message (unacknowledged) and retries:
 	// the broker would redeliver it only after a reconnect.
-	var res Result
+	var res store.Result
 	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 30*time.Second) {
 		res, err = m.store.Ingest(m.ctx, device, b)
 		if err == nil {
@@ -255,7 +256,7 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 	for _, r := range receipts(b) {
 		m.publishReceipt(device, r)
 	}
-	b.release()
+	releaseBatch(b)
 	msg.Ack()
 }
 
@@ -264,7 +265,7 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 func (m *MQTT) reject(msg mqtt.Message, device string, err error, line int) {
 	m.metrics.rejected.WithLabelValues("mqtt", "rejected").Inc()
 	m.log.Info("mqtt message rejected", "topic", msg.Topic(), "err", err)
-	rj := Rejected{Topic: msg.Topic(), Device: device, Err: err.Error(), Line: line, Payload: msg.Payload(), ReceivedAt: time.Now().UTC()}
+	rj := store.Rejected{Topic: msg.Topic(), Device: device, Err: err.Error(), Line: line, Payload: msg.Payload(), ReceivedAt: time.Now().UTC()}
 	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 30*time.Second) {
 		err := m.store.Reject(m.ctx, rj)
 		if err == nil {
@@ -342,7 +343,7 @@ func (m *MQTT) publishReceipt(device string, r Receipt) {
 // receipts returns one receipt per stream of the batch: the seq ranges now
 // stored (duplicates and conflicts included: the key is taken) and the
 // dropped ranges recorded.
-func receipts(b *Batch) []Receipt {
+func receipts(b *store.Batch) []Receipt {
 	seqs := map[reading.StreamID][]uint64{}
 	var order []reading.StreamID
 	add := func(st reading.StreamID) {

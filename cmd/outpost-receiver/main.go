@@ -23,6 +23,7 @@ import (
 
 	"github.com/outpost-iot/outpost/internal/reading"
 	"github.com/outpost-iot/outpost/receiver"
+	"github.com/outpost-iot/outpost/receiver/store"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=…".
@@ -336,7 +337,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
 }
 
-func openMigrated(ctx context.Context, url string) (receiver.Store, error) {
+func openMigrated(ctx context.Context, url string) (store.Store, error) {
 	st, err := receiver.OpenStore(ctx, url)
 	if err != nil {
 		return nil, err
