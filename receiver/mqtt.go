@@ -65,22 +65,6 @@ type MQTT struct {
 	handled   atomic.Int64  // batches committed by this replica
 }
 
-// Receipt tells a device which seqs of a stream are now stored
-// (duplicates included) and which messages were refused for good.
-type Receipt struct {
-	Stream   string          `json:"stream"`
-	Ranges   [][2]uint64     `json:"ranges"`
-	Dropped  [][2]uint64     `json:"dropped,omitempty"`
-	Rejected []RejectedRange `json:"rejected,omitempty"`
-}
-
-// RejectedRange names what a refused message held and why.
-type RejectedRange struct {
-	Ranges [][2]uint64 `json:"ranges"`
-	Error  string      `json:"error"`
-	Line   int         `json:"line,omitempty"`
-}
-
 // StartMQTT connects to the broker and subscribes. Messages are handled
 // until Close.
 func (s *Server) StartMQTT(ctx context.Context, opt MQTTOptions) (*MQTT, error) {
@@ -283,8 +267,8 @@ func (m *MQTT) reject(msg mqtt.Message, device string, err error, line int) {
 		// can be read, so the device can match the receipt to its batch
 		// and dead-letter it instead of sending it again forever.
 		stream, seqs := identify(msg.Payload(), m.opt.MaxDecodedBytes)
-		m.publishReceipt(device, Receipt{Stream: stream, Ranges: [][2]uint64{},
-			Rejected: []RejectedRange{{Ranges: toRanges(seqs), Error: err.Error(), Line: line}}})
+		m.publishReceipt(device, reading.Receipt{Stream: stream, Ranges: [][2]uint64{},
+			Rejected: []reading.RejectedRange{{Ranges: toRanges(seqs), Error: err.Error(), Line: line}}})
 	}
 	msg.Ack()
 }
@@ -330,7 +314,7 @@ func identify(payload []byte, maxBytes int64) (stream string, seqs []uint64) {
 	return stream, seqs
 }
 
-func (m *MQTT) publishReceipt(device string, r Receipt) {
+func (m *MQTT) publishReceipt(device string, r reading.Receipt) {
 	body, _ := json.Marshal(r)
 	t := m.client.Publish(m.opt.Prefix+"/"+device+"/receipts", 1, false, body)
 	if !t.WaitTimeout(30*time.Second) || t.Error() != nil {
@@ -343,7 +327,7 @@ func (m *MQTT) publishReceipt(device string, r Receipt) {
 // receipts returns one receipt per stream of the batch: the seq ranges now
 // stored (duplicates and conflicts included: the key is taken) and the
 // dropped ranges recorded.
-func receipts(b *store.Batch) []Receipt {
+func receipts(b *store.Batch) []reading.Receipt {
 	seqs := map[reading.StreamID][]uint64{}
 	var order []reading.StreamID
 	add := func(st reading.StreamID) {
@@ -361,9 +345,9 @@ func receipts(b *store.Batch) []Receipt {
 		add(d.Stream)
 		dropped[d.Stream] = append(dropped[d.Stream], [2]uint64{d.From, d.To})
 	}
-	var out []Receipt
+	var out []reading.Receipt
 	for _, st := range order {
-		out = append(out, Receipt{Stream: st.String(), Ranges: toRanges(seqs[st]), Dropped: dropped[st]})
+		out = append(out, reading.Receipt{Stream: st.String(), Ranges: toRanges(seqs[st]), Dropped: dropped[st]})
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/outpost-iot/outpost/internal/reading"
 	"github.com/outpost-iot/outpost/internal/testserver"
 	"github.com/outpost-iot/outpost/receiver/store"
 	"github.com/outpost-iot/outpost/receiver/store/storetest"
@@ -36,14 +37,14 @@ func TestMQTTTwoReceivers(t *testing.T) {
 		rs = append(rs, m)
 	}
 
-	receipts := make(chan Receipt, 1000)
+	receipts := make(chan reading.Receipt, 1000)
 	dev := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(mq.URL()).SetClientID("pi-07"))
 	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("device connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { dev.Disconnect(100) })
 	if tok := dev.Subscribe("outpost/pi-07/receipts", 1, func(_ mqtt.Client, msg mqtt.Message) {
-		var r Receipt
+		var r reading.Receipt
 		if err := json.Unmarshal(msg.Payload(), &r); err != nil {
 			t.Errorf("receipt %q: %v", msg.Payload(), err)
 		}
@@ -135,7 +136,7 @@ func TestMQTTTwoReceivers(t *testing.T) {
 	}
 }
 
-func waitReceipt(t *testing.T, c <-chan Receipt) Receipt {
+func waitReceipt(t *testing.T, c <-chan reading.Receipt) reading.Receipt {
 	t.Helper()
 	select {
 	case r := <-c:
@@ -143,7 +144,7 @@ func waitReceipt(t *testing.T, c <-chan Receipt) Receipt {
 	case <-time.After(15 * time.Second):
 		t.Fatal("no receipt within 15s")
 	}
-	return Receipt{}
+	return reading.Receipt{}
 }
 
 // TestMQTTCrashBeforeAck stops a receiver between the commit of a batch and
@@ -172,9 +173,9 @@ func TestMQTTCrashBeforeAck(t *testing.T) {
 		t.Fatalf("device connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { dev.Disconnect(100) })
-	receipts := make(chan Receipt, 10)
+	receipts := make(chan reading.Receipt, 10)
 	if tok := dev.Subscribe("outpost/pi-07/receipts", 1, func(_ mqtt.Client, msg mqtt.Message) {
-		var r Receipt
+		var r reading.Receipt
 		json.Unmarshal(msg.Payload(), &r)
 		receipts <- r
 	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
