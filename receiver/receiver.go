@@ -50,6 +50,20 @@ func OpenStore(ctx context.Context, url string) (store.Store, error) {
 	return nil, fmt.Errorf("database url %q: want postgres://…, postgresql://… or sqlite:PATH", redact(url))
 }
 
+// OpenMigrated opens the store named by url, as OpenStore does, and
+// applies its migrations.
+func OpenMigrated(ctx context.Context, url string) (store.Store, error) {
+	st, err := OpenStore(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return st, nil
+}
+
 // redact hides a password in a URL for error messages.
 func redact(url string) string {
 	scheme, rest, ok := strings.Cut(url, "://")
@@ -91,24 +105,6 @@ func ReadAdminToken(path string) ([]byte, error) {
 	return store.HashToken(tok), nil
 }
 
-// Config is what the serve command is given.
-type Config struct {
-	Listen         string // host:port
-	DatabaseURL    string // see OpenStore
-	AdminTokenFile string // "" disables the query API
-	// Limits of one batch (HTTP and MQTT); zero values take the
-	// defaults of Options.
-	MaxBodyBytes, MaxDecodedBytes int64
-	MaxLineBytes, MaxLines        int
-	// MQTT ingest: see MQTTOptions. MQTTBroker "" disables it.
-	MQTTBroker, MQTTClientID, MQTTPrefix, MQTTGroup string
-	MQTTUsername, MQTTPassword                      string
-	Logger                                          *slog.Logger
-	// Ready, when set, is called with the listening address once the
-	// store is migrated and the server accepts connections.
-	Ready func(addr net.Addr)
-}
-
 // shutdownTimeout bounds the graceful part of a shutdown.
 const shutdownTimeout = 20 * time.Second
 
@@ -132,14 +128,11 @@ func Serve(ctx context.Context, cfg Config) error {
 	} else {
 		log.Info("no admin token file: the query API is disabled")
 	}
-	st, err := OpenStore(ctx, cfg.DatabaseURL)
+	st, err := OpenMigrated(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
