@@ -115,12 +115,12 @@ func (s *Server) StartMQTT(ctx context.Context, opt MQTTOptions) (*MQTT, error) 
 		SetConnectRetry(true).
 		SetMaxReconnectInterval(30 * time.Second).
 		SetKeepAlive(30 * time.Second).
-		SetDefaultPublishHandler(m.handle). // messages of the session before we resubscribe
+		SetDefaultPublishHandler(m.handleReadings). // messages of the session before we resubscribe
 		SetOnConnectHandler(func(c mqtt.Client) {
 			// Heartbeats: retained, so every replica keeps the last one
 			// (not shared: storing it twice is harmless).
 			c.Subscribe(opt.Prefix+"/+/status", 1, m.handleStatus)
-			t := c.Subscribe(filter, 1, m.handle)
+			t := c.Subscribe(filter, 1, m.handleReadings)
 			go func() {
 				if t.WaitTimeout(30*time.Second) && t.Error() == nil {
 					m.log.Info("mqtt subscribed", "filter", filter)
@@ -183,7 +183,10 @@ func (m *MQTT) handleStatus(_ mqtt.Client, msg mqtt.Message) {
 	}
 }
 
-func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
+// handleReadings stores a batch from <prefix>/<device>/readings, then
+// publishes its receipt and acknowledges it; a message that can never be
+// stored is kept as rejected, receipted so and acknowledged.
+func (m *MQTT) handleReadings(_ mqtt.Client, msg mqtt.Message) {
 	if strings.HasSuffix(msg.Topic(), "/status") { // from the session, before the subscriptions were renewed
 		m.handleStatus(nil, msg)
 		return
@@ -200,7 +203,7 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 		return
 	}
 	src = &limitReader{r: src, n: m.opt.MaxDecodedBytes}
-	b, err := decodeLinesOf(src, reading.Limits{MaxLineBytes: m.opt.MaxLineBytes, MaxLines: m.opt.MaxLines}, device, "topic")
+	b, err := decodeLines(src, reading.Limits{MaxLineBytes: m.opt.MaxLineBytes, MaxLines: m.opt.MaxLines}, device, "topic")
 	if err != nil {
 		line := 0
 		var le *reading.LineError

@@ -81,7 +81,8 @@ func (s *Server) handleLatest(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleGaps is GET /v1/devices/{id}/gaps: per stream, the seq ranges
-// never received and those the device reported dropped.
+// never received, those the device reported dropped or keeps
+// dead-lettered, and the newest conflicts.
 func (s *Server) handleGaps(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathDevice(w, r)
 	if !ok {

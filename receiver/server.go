@@ -111,7 +111,6 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	// The fleet page will be served at / (GET /{$}).
 	return s.recover(mux)
 }
 
@@ -372,7 +371,7 @@ func (s *Server) decodeBatch(w http.ResponseWriter, r *http.Request, device stri
 		return nil, s.bodyError(w, err), err.Error()
 	}
 	defer done()
-	b, err := decodeLines(src, reading.Limits{MaxLineBytes: s.opt.MaxLineBytes, MaxLines: s.opt.MaxLines}, device)
+	b, err := decodeLines(src, reading.Limits{MaxLineBytes: s.opt.MaxLineBytes, MaxLines: s.opt.MaxLines}, device, "token")
 	var le *reading.LineError
 	var de *deviceError
 	switch {
@@ -409,13 +408,10 @@ func (e *deviceError) Error() string {
 
 var errEmptyBatch = errors.New("empty batch: no readings and no dropped range")
 
-// decodeLines decodes a whole batch of device's lines. The error is a
-// *reading.LineError, a *deviceError, errEmptyBatch, or the reader's.
-func decodeLines(src io.Reader, lim reading.Limits, device string) (*store.Batch, error) {
-	return decodeLinesOf(src, lim, device, "token")
-}
-
-func decodeLinesOf(src io.Reader, lim reading.Limits, device, of string) (*store.Batch, error) {
+// decodeLines decodes a whole batch of device's lines; of says what named
+// the device ("token" or "topic") for a line naming another. The error is
+// a *reading.LineError, a *deviceError, errEmptyBatch, or the reader's.
+func decodeLines(src io.Reader, lim reading.Limits, device, of string) (*store.Batch, error) {
 	dec := reading.NewDecoder(src, lim)
 	b := &store.Batch{}
 	if rs, ok := readingsPool.Get().(*[]reading.Reading); ok {

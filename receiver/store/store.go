@@ -35,7 +35,8 @@ var (
 )
 
 // Store keeps readings, devices and their accounting. Both implementations
-// (Postgres, SQLite) pass the same conformance suite.
+// (receiver/postgres, receiver/sqlite) pass the same conformance suite,
+// storetest.Run.
 type Store interface {
 	// Migrate applies the embedded migrations that are not applied yet.
 	Migrate(ctx context.Context) error
@@ -53,8 +54,9 @@ type Store interface {
 	Devices(ctx context.Context) ([]Device, error)
 	// Latest returns the newest reading (by device time) of each sensor.
 	Latest(ctx context.Context, device string) ([]Stored, error)
-	// Gaps returns per stream the highest seq, the missing seq ranges and
-	// the ranges the device reported dropped.
+	// Gaps returns per stream the highest seq, the missing seq ranges,
+	// the ranges the device reported dropped or keeps dead-lettered, and
+	// the newest conflicts.
 	Gaps(ctx context.Context, device string) ([]StreamGaps, error)
 	// Readings calls fn for each reading of q in device time order.
 	Readings(ctx context.Context, q Query, fn func(*Stored) error) error
