@@ -502,18 +502,8 @@ func (s *SQLite) streamSummaries(ctx context.Context, device string) ([]store.St
 		return nil, store.Unavailable("list streams", err)
 	}
 	defer rows.Close()
-	out := []store.StreamSummary{}
-	for rows.Next() {
-		var stream, highest, received, conflicts, corrected int64
-		if err := rows.Scan(&stream, &highest, &received, &conflicts, &corrected); err != nil {
-			return nil, store.Unavailable("list streams", err)
-		}
-		st := reading.StreamID(stream)
-		sum := store.Summarize(st, uint64(highest), uint64(received), dropped[st], dead[st])
-		sum.Conflicts, sum.Corrected = uint64(conflicts), uint64(corrected)
-		out = append(out, sum)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := store.ScanSummaries(rows, dropped, dead)
+	if err != nil {
 		return nil, store.Unavailable("list streams", err)
 	}
 	return out, nil
@@ -525,15 +515,11 @@ func (s *SQLite) droppedRanges(ctx context.Context, device string) (map[reading.
 		return nil, store.Unavailable("list dropped ranges", err)
 	}
 	defer rows.Close()
-	out := map[reading.StreamID][][2]uint64{}
-	for rows.Next() {
-		var st, from, to int64
-		if err := rows.Scan(&st, &from, &to); err != nil {
-			return nil, store.Unavailable("list dropped ranges", err)
-		}
-		out[reading.StreamID(st)] = append(out[reading.StreamID(st)], [2]uint64{uint64(from), uint64(to)})
+	out, err := store.ScanRanges(rows)
+	if err != nil {
+		return nil, store.Unavailable("list dropped ranges", err)
 	}
-	return out, store.Unavailable("list dropped ranges", rows.Err())
+	return out, nil
 }
 
 // Latest returns the newest reading of each sensor of the device.
@@ -584,15 +570,8 @@ func (s *SQLite) Gaps(ctx context.Context, device string) ([]store.StreamGaps, e
 		return nil, store.Unavailable("find gaps", err)
 	}
 	defer rows.Close()
-	var is []store.Island
-	for rows.Next() {
-		var st, from, to int64
-		if err := rows.Scan(&st, &from, &to); err != nil {
-			return nil, store.Unavailable("find gaps", err)
-		}
-		is = append(is, store.Island{Stream: reading.StreamID(st), From: uint64(from), To: uint64(to)})
-	}
-	if err := rows.Err(); err != nil {
+	is, err := store.ScanIslands(rows)
+	if err != nil {
 		return nil, store.Unavailable("find gaps", err)
 	}
 	dead, err := s.deadLettered(ctx, device)

@@ -94,6 +94,65 @@ type Island struct {
 	From, To uint64
 }
 
+// Rows is what the scans below read of a query's result, as pgx.Rows and
+// *sql.Rows both offer it. The caller closes the rows.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// ScanIslands reads the rows of IslandsSQL.
+func ScanIslands(rows Rows) ([]Island, error) {
+	var is []Island
+	for rows.Next() {
+		var st, from, to int64
+		if err := rows.Scan(&st, &from, &to); err != nil {
+			return nil, err
+		}
+		is = append(is, Island{reading.StreamID(st), uint64(from), uint64(to)})
+	}
+	return is, rows.Err()
+}
+
+// ScanRanges reads rows of (stream, first seq, last seq), such as the
+// dropped ranges a device reported, into ranges per stream.
+func ScanRanges(rows Rows) (map[reading.StreamID][][2]uint64, error) {
+	out := map[reading.StreamID][][2]uint64{}
+	for rows.Next() {
+		var st, from, to int64
+		if err := rows.Scan(&st, &from, &to); err != nil {
+			return nil, err
+		}
+		out[reading.StreamID(st)] = append(out[reading.StreamID(st)], [2]uint64{uint64(from), uint64(to)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ScanSummaries reads rows of (stream, highest seq, received, conflicts,
+// corrected), a device's streams, into their summaries with the ranges
+// the device reported dropped and keeps dead-lettered.
+func ScanSummaries(rows Rows, dropped, dead map[reading.StreamID][][2]uint64) ([]StreamSummary, error) {
+	out := []StreamSummary{}
+	for rows.Next() {
+		var stream, highest, received, conflicts, corrected int64
+		if err := rows.Scan(&stream, &highest, &received, &conflicts, &corrected); err != nil {
+			return nil, err
+		}
+		st := reading.StreamID(stream)
+		sum := Summarize(st, uint64(highest), uint64(received), dropped[st], dead[st])
+		sum.Conflicts, sum.Corrected = uint64(conflicts), uint64(corrected)
+		out = append(out, sum)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BuildGaps turns the runs of stored seqs (ordered by stream, then seq),
 // the reported dropped and dead-lettered ranges and the conflicts into
 // per-stream gaps.
