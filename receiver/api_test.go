@@ -13,6 +13,7 @@ import (
 
 	"github.com/outpost-iot/outpost/internal/logbuf"
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/receiver/store"
 )
 
 func TestStatus(t *testing.T) {
@@ -41,7 +42,7 @@ func TestStatus(t *testing.T) {
 		}
 	}
 	status, got, _ := do(t, srv, req{method: "GET", path: "/v1/devices", token: adminTok})
-	var ds struct{ Devices []Device }
+	var ds struct{ Devices []store.Device }
 	if err := json.Unmarshal([]byte(got), &ds); err != nil || status != 200 {
 		t.Fatalf("GET /v1/devices = %d %s (%v)", status, got, err)
 	}
@@ -131,13 +132,13 @@ func TestQueryAPIDisabled(t *testing.T) {
 }
 
 // unavailableStore fails every call as a database that is down.
-type unavailableStore struct{ Store }
+type unavailableStore struct{ store.Store }
 
 func (unavailableStore) Authenticate(context.Context, []byte) (string, error) { return "pi-07", nil }
-func (unavailableStore) Ingest(context.Context, string, *Batch) (Result, error) {
-	return Result{}, errors.Join(ErrUnavailable, errors.New("dial tcp: connection refused"))
+func (unavailableStore) Ingest(context.Context, string, *store.Batch) (store.Result, error) {
+	return store.Result{}, errors.Join(store.ErrUnavailable, errors.New("dial tcp: connection refused"))
 }
-func (unavailableStore) Ready(context.Context) error { return ErrUnavailable }
+func (unavailableStore) Ready(context.Context) error { return store.ErrUnavailable }
 
 func TestUnavailable(t *testing.T) {
 	t.Parallel()
@@ -170,7 +171,7 @@ func TestConflictsLoggedOnce(t *testing.T) {
 	if err := st.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.AddDevice(t.Context(), "pi-07", HashToken(tokPi07), t0); err != nil {
+	if err := st.AddDevice(t.Context(), "pi-07", store.HashToken(tokPi07), t0); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(NewServer(st, opt).Handler())

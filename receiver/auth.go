@@ -2,14 +2,14 @@ package receiver
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
+
+	"github.com/outpost-iot/outpost/receiver/store"
 )
 
 // tokenPrefix marks Outpost device tokens, so a leaked one is recognisable
@@ -22,21 +22,7 @@ func NewToken() (token string, hash []byte) {
 	var b [32]byte
 	rand.Read(b[:]) // never returns an error (crypto/rand, Go 1.24+)
 	token = tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
-	return token, HashToken(token)
-}
-
-// HashToken returns the hash under which a token is stored. A plain SHA-256
-// is enough for random 256-bit tokens: there is nothing to brute-force.
-func HashToken(token string) []byte {
-	h := sha256.Sum256([]byte(token))
-	return h[:]
-}
-
-// hashesEqual compares two token hashes in constant time. The store finds
-// the device by hash; comparing again here keeps the check itself free of
-// timing differences whatever the database does.
-func hashesEqual(a, b []byte) bool {
-	return len(a) == sha256.Size && subtle.ConstantTimeCompare(a, b) == 1
+	return token, store.HashToken(token)
 }
 
 // bearer returns the token of an "Authorization: Bearer <token>" header.

@@ -14,8 +14,12 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/outpost-iot/outpost/internal/reading"
 	"github.com/outpost-iot/outpost/internal/testserver"
+	"github.com/outpost-iot/outpost/receiver/postgres"
+	"github.com/outpost-iot/outpost/receiver/sqlite"
+	"github.com/outpost-iot/outpost/receiver/store"
 )
 
 // Benchmarks of ingest, in readings per second (the readings/s metric).
@@ -80,12 +84,12 @@ func post(b *testing.B, c *http.Client, url string, body []byte) {
 	}
 }
 
-func benchServer(b *testing.B, st Store) *httptest.Server {
+func benchServer(b *testing.B, st store.Store) *httptest.Server {
 	ctx := b.Context()
 	if err := st.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
-	if err := st.AddDevice(ctx, "pi-07", HashToken(tokPi07), t0); err != nil {
+	if err := st.AddDevice(ctx, "pi-07", store.HashToken(tokPi07), t0); err != nil {
 		b.Fatal(err)
 	}
 	srv := httptest.NewServer(NewServer(st, Options{}).Handler())
@@ -135,7 +139,7 @@ func runIngest(b *testing.B, srv *httptest.Server, gz bool) {
 // them), and each batch new then replayed.
 func BenchmarkIngestSQLite(b *testing.B) {
 	open := func(b *testing.B) *httptest.Server {
-		st, err := OpenSQLite(b.Context(), filepath.Join(b.TempDir(), "bench.db"))
+		st, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "bench.db"))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -147,17 +151,25 @@ func BenchmarkIngestSQLite(b *testing.B) {
 	b.Run("replay", func(b *testing.B) { runReplay(b, open(b)) })
 }
 
+// pgStore is a Postgres store and a pool of the benchmark's own on the
+// same database, for the baseline and the checks.
+type pgStore struct {
+	*postgres.Postgres
+	pool *pgxpool.Pool
+}
+
 // pgBench starts one Postgres (fsync off) for a benchmark and returns a
 // function opening a migrated store on a new database of it.
-func pgBench(b *testing.B) func(b *testing.B) *Postgres {
+func pgBench(b *testing.B) func(b *testing.B) *pgStore {
 	if testing.Short() {
 		b.Skip("needs PostgreSQL")
 	}
 	pg := testserver.StartPostgres(b, "fsync=off", "synchronous_commit=off", "full_page_writes=off")
 	n := 0
-	return func(b *testing.B) *Postgres {
+	return func(b *testing.B) *pgStore {
 		n++
-		st, err := OpenPostgres(b.Context(), pg.CreateDatabase(b, fmt.Sprintf("bench%d", n)))
+		url := pg.CreateDatabase(b, fmt.Sprintf("bench%d", n))
+		st, err := postgres.Open(b.Context(), url)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -165,7 +177,12 @@ func pgBench(b *testing.B) func(b *testing.B) *Postgres {
 		if err := st.Migrate(b.Context()); err != nil {
 			b.Fatal(err)
 		}
-		return st
+		pool, err := pgxpool.New(b.Context(), url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(pool.Close)
+		return &pgStore{st, pool}
 	}
 }
 
@@ -173,11 +190,11 @@ func pgBench(b *testing.B) func(b *testing.B) *Postgres {
 // batch, into readings_raw, a table with the keys and indexes of
 // readings, in the same database.
 type rawCopier struct {
-	st  *Postgres
+	st  *pgStore
 	seq uint64
 }
 
-func newRawCopier(b *testing.B, st *Postgres) *rawCopier {
+func newRawCopier(b *testing.B, st *pgStore) *rawCopier {
 	if _, err := st.pool.Exec(b.Context(), `CREATE TABLE readings_raw (LIKE readings INCLUDING ALL)`); err != nil {
 		b.Fatal(err)
 	}
@@ -312,7 +329,7 @@ func BenchmarkIngestMQTT(b *testing.B) {
 	}
 	mq := testserver.StartMosquitto(b, testserver.MosquittoOptions{})
 	b.Run("sqlite", func(b *testing.B) {
-		st, err := OpenSQLite(b.Context(), filepath.Join(b.TempDir(), "bench.db"))
+		st, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "bench.db"))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -338,7 +355,7 @@ func BenchmarkIngestMQTT(b *testing.B) {
 
 // runMQTT publishes b.N batches as device pi-07 to a receiver on st and
 // returns the time until the last receipt.
-func runMQTT(b *testing.B, mq *testserver.Mosquitto, st Store, clientID string) time.Duration {
+func runMQTT(b *testing.B, mq *testserver.Mosquitto, st store.Store, clientID string) time.Duration {
 	prefix := "bench-" + clientID // a topic space of its own: no stale messages
 	m, err := NewServer(st, Options{}).StartMQTT(b.Context(), MQTTOptions{Broker: mq.URL(), ClientID: clientID, Prefix: prefix})
 	if err != nil {

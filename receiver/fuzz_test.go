@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/receiver/sqlite"
+	"github.com/outpost-iot/outpost/receiver/store"
 )
 
 // FuzzIngest throws arbitrary bodies at POST /v1/readings: the handler
@@ -26,7 +28,7 @@ func FuzzIngest(f *testing.F) {
 	f.Add([]byte("[1, {}, null]"), uint8(1), false)
 	f.Add([]byte{0x1f, 0x8b, 8, 0, 0, 0}, uint8(2), true)
 
-	st, err := OpenSQLite(f.Context(), filepath.Join(f.TempDir(), "fuzz.db"))
+	st, err := sqlite.Open(f.Context(), filepath.Join(f.TempDir(), "fuzz.db"))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -34,7 +36,7 @@ func FuzzIngest(f *testing.F) {
 	if err := st.Migrate(f.Context()); err != nil {
 		f.Fatal(err)
 	}
-	if err := st.AddDevice(f.Context(), "pi-07", HashToken(tokPi07), t0); err != nil {
+	if err := st.AddDevice(f.Context(), "pi-07", store.HashToken(tokPi07), t0); err != nil {
 		f.Fatal(err)
 	}
 	h := NewServer(st, Options{MaxBodyBytes: 64 << 10, MaxDecodedBytes: 256 << 10, MaxLines: 200}).Handler()
@@ -59,7 +61,7 @@ func FuzzIngest(f *testing.F) {
 			}
 			return
 		}
-		var res Result
+		var res store.Result
 		if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil {
 			t.Fatalf("200 body %q: %v", rec.Body, err)
 		}

@@ -2,25 +2,32 @@ package receiver
 
 import (
 	"compress/gzip"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/outpost-iot/outpost/receiver/sqlite"
+	"github.com/outpost-iot/outpost/receiver/store"
+	"github.com/outpost-iot/outpost/receiver/store/storetest"
 )
 
-func equalJSON(t *testing.T, a, b any) bool {
+// The conformance suite's fixtures: its first reading's time and its stream.
+var (
+	t0         = storetest.T0
+	testStream = storetest.Stream
+)
+
+func openSQLiteT(t *testing.T) store.Store {
 	t.Helper()
-	ja, err := json.Marshal(a)
+	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "r.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	jb, err := json.Marshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(ja) == string(jb)
+	t.Cleanup(s.Close)
+	return s
 }
 
 func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }

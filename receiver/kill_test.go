@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/outpost-iot/outpost/internal/testserver"
+	"github.com/outpost-iot/outpost/receiver/postgres"
+	"github.com/outpost-iot/outpost/receiver/store"
 )
 
 // TestPostgresKilledMidIngest kills Postgres while a device sends batches:
@@ -22,7 +24,7 @@ func TestPostgresKilledMidIngest(t *testing.T) {
 	}
 	pg := testserver.StartPostgres(t) // fsync on: a crash test
 	url := pg.CreateDatabase(t, "killed")
-	st, err := OpenPostgres(t.Context(), url)
+	st, err := postgres.Open(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +35,7 @@ func TestPostgresKilledMidIngest(t *testing.T) {
 	type outcome struct {
 		batch  int
 		status int
-		res    Result
+		res    store.Result
 	}
 	progress := make(chan outcome, batches*100)
 	failed := make(chan struct{})
@@ -54,7 +56,7 @@ func TestPostgresKilledMidIngest(t *testing.T) {
 					t.Errorf("batch %d: %v", i, err)
 					return
 				}
-				var res Result
+				var res store.Result
 				json.NewDecoder(resp.Body).Decode(&res)
 				resp.Body.Close()
 				if resp.StatusCode == 503 && resp.Header.Get("Retry-After") == "" {
@@ -79,7 +81,7 @@ func TestPostgresKilledMidIngest(t *testing.T) {
 	}()
 
 	// Let a few batches through, then kill Postgres mid-stream.
-	perBatch := map[int]Result{}
+	perBatch := map[int]store.Result{}
 	for n := 0; n < 5; {
 		o, ok := <-progress
 		if !ok {
@@ -100,14 +102,14 @@ func TestPostgresKilledMidIngest(t *testing.T) {
 
 	// Before any retry: every batch is stored whole or not at all.
 	counts := map[int]int{}
-	err = st.Readings(ctx, Query{Device: "pi-07"}, func(s *Stored) error {
+	err = st.Readings(ctx, store.Query{Device: "pi-07"}, func(s *store.Stored) error {
 		counts[int(s.Seq-1)/size]++
 		return nil
 	})
 	for err != nil && ctx.Err() == nil { // the pool may hand out a dead connection first
 		time.Sleep(100 * time.Millisecond)
 		counts = map[int]int{}
-		err = st.Readings(ctx, Query{Device: "pi-07"}, func(s *Stored) error {
+		err = st.Readings(ctx, store.Query{Device: "pi-07"}, func(s *store.Stored) error {
 			counts[int(s.Seq-1)/size]++
 			return nil
 		})

@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"github.com/outpost-iot/outpost/receiver/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -41,7 +42,7 @@ func newMetrics() *metrics {
 	return m
 }
 
-func (m *metrics) committed(transport string, r Result) {
+func (m *metrics) committed(transport string, r store.Result) {
 	m.readings.WithLabelValues(transport, "accepted").Add(float64(r.Accepted))
 	m.readings.WithLabelValues(transport, "duplicate").Add(float64(r.Duplicates))
 	m.readings.WithLabelValues(transport, "conflict").Add(float64(r.Conflicts))

@@ -19,6 +19,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/receiver/store"
 )
 
 // MQTTOptions configure MQTT ingest.
@@ -52,7 +53,7 @@ type MQTTOptions struct {
 // then a receipt published on <prefix>/<device>/receipts.
 type MQTT struct {
 	client    mqtt.Client
-	store     Store
+	store     store.Store
 	opt       MQTTOptions
 	log       *slog.Logger
 	metrics   *metrics
@@ -62,22 +63,6 @@ type MQTT struct {
 	subOnce   sync.Once
 	subbed    chan struct{} // closed once the first subscription holds
 	handled   atomic.Int64  // batches committed by this replica
-}
-
-// Receipt tells a device which seqs of a stream are now stored
-// (duplicates included) and which messages were refused for good.
-type Receipt struct {
-	Stream   string          `json:"stream"`
-	Ranges   [][2]uint64     `json:"ranges"`
-	Dropped  [][2]uint64     `json:"dropped,omitempty"`
-	Rejected []RejectedRange `json:"rejected,omitempty"`
-}
-
-// RejectedRange names what a refused message held and why.
-type RejectedRange struct {
-	Ranges [][2]uint64 `json:"ranges"`
-	Error  string      `json:"error"`
-	Line   int         `json:"line,omitempty"`
 }
 
 // StartMQTT connects to the broker and subscribes. Messages are handled
@@ -130,12 +115,12 @@ func (s *Server) StartMQTT(ctx context.Context, opt MQTTOptions) (*MQTT, error) 
 		SetConnectRetry(true).
 		SetMaxReconnectInterval(30 * time.Second).
 		SetKeepAlive(30 * time.Second).
-		SetDefaultPublishHandler(m.handle). // messages of the session before we resubscribe
+		SetDefaultPublishHandler(m.handleReadings). // messages of the session before we resubscribe
 		SetOnConnectHandler(func(c mqtt.Client) {
 			// Heartbeats: retained, so every replica keeps the last one
 			// (not shared: storing it twice is harmless).
 			c.Subscribe(opt.Prefix+"/+/status", 1, m.handleStatus)
-			t := c.Subscribe(filter, 1, m.handle)
+			t := c.Subscribe(filter, 1, m.handleReadings)
 			go func() {
 				if t.WaitTimeout(30*time.Second) && t.Error() == nil {
 					m.log.Info("mqtt subscribed", "filter", filter)
@@ -198,7 +183,10 @@ func (m *MQTT) handleStatus(_ mqtt.Client, msg mqtt.Message) {
 	}
 }
 
-func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
+// handleReadings stores a batch from <prefix>/<device>/readings, then
+// publishes its receipt and acknowledges it; a message that can never be
+// stored is kept as rejected, receipted so and acknowledged.
+func (m *MQTT) handleReadings(_ mqtt.Client, msg mqtt.Message) {
 	if strings.HasSuffix(msg.Topic(), "/status") { // from the session, before the subscriptions were renewed
 		m.handleStatus(nil, msg)
 		return
@@ -215,7 +203,7 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 		return
 	}
 	src = &limitReader{r: src, n: m.opt.MaxDecodedBytes}
-	b, err := decodeLinesOf(src, reading.Limits{MaxLineBytes: m.opt.MaxLineBytes, MaxLines: m.opt.MaxLines}, device, "topic")
+	b, err := decodeLines(src, reading.Limits{MaxLineBytes: m.opt.MaxLineBytes, MaxLines: m.opt.MaxLines}, device, "topic")
 	if err != nil {
 		line := 0
 		var le *reading.LineError
@@ -231,7 +219,7 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 	b.ReceivedAt = time.Now().UTC()
 	// A database outage holds the message (unacknowledged) and retries:
 	// the broker would redeliver it only after a reconnect.
-	var res Result
+	var res store.Result
 	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 30*time.Second) {
 		res, err = m.store.Ingest(m.ctx, device, b)
 		if err == nil {
@@ -255,7 +243,7 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 	for _, r := range receipts(b) {
 		m.publishReceipt(device, r)
 	}
-	b.release()
+	releaseBatch(b)
 	msg.Ack()
 }
 
@@ -264,7 +252,7 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 func (m *MQTT) reject(msg mqtt.Message, device string, err error, line int) {
 	m.metrics.rejected.WithLabelValues("mqtt", "rejected").Inc()
 	m.log.Info("mqtt message rejected", "topic", msg.Topic(), "err", err)
-	rj := Rejected{Topic: msg.Topic(), Device: device, Err: err.Error(), Line: line, Payload: msg.Payload(), ReceivedAt: time.Now().UTC()}
+	rj := store.Rejected{Topic: msg.Topic(), Device: device, Err: err.Error(), Line: line, Payload: msg.Payload(), ReceivedAt: time.Now().UTC()}
 	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 30*time.Second) {
 		err := m.store.Reject(m.ctx, rj)
 		if err == nil {
@@ -282,8 +270,8 @@ func (m *MQTT) reject(msg mqtt.Message, device string, err error, line int) {
 		// can be read, so the device can match the receipt to its batch
 		// and dead-letter it instead of sending it again forever.
 		stream, seqs := identify(msg.Payload(), m.opt.MaxDecodedBytes)
-		m.publishReceipt(device, Receipt{Stream: stream, Ranges: [][2]uint64{},
-			Rejected: []RejectedRange{{Ranges: toRanges(seqs), Error: err.Error(), Line: line}}})
+		m.publishReceipt(device, reading.Receipt{Stream: stream, Ranges: [][2]uint64{},
+			Rejected: []reading.RejectedRange{{Ranges: toRanges(seqs), Error: err.Error(), Line: line}}})
 	}
 	msg.Ack()
 }
@@ -329,7 +317,7 @@ func identify(payload []byte, maxBytes int64) (stream string, seqs []uint64) {
 	return stream, seqs
 }
 
-func (m *MQTT) publishReceipt(device string, r Receipt) {
+func (m *MQTT) publishReceipt(device string, r reading.Receipt) {
 	body, _ := json.Marshal(r)
 	t := m.client.Publish(m.opt.Prefix+"/"+device+"/receipts", 1, false, body)
 	if !t.WaitTimeout(30*time.Second) || t.Error() != nil {
@@ -342,7 +330,7 @@ func (m *MQTT) publishReceipt(device string, r Receipt) {
 // receipts returns one receipt per stream of the batch: the seq ranges now
 // stored (duplicates and conflicts included: the key is taken) and the
 // dropped ranges recorded.
-func receipts(b *Batch) []Receipt {
+func receipts(b *store.Batch) []reading.Receipt {
 	seqs := map[reading.StreamID][]uint64{}
 	var order []reading.StreamID
 	add := func(st reading.StreamID) {
@@ -360,9 +348,9 @@ func receipts(b *Batch) []Receipt {
 		add(d.Stream)
 		dropped[d.Stream] = append(dropped[d.Stream], [2]uint64{d.From, d.To})
 	}
-	var out []Receipt
+	var out []reading.Receipt
 	for _, st := range order {
-		out = append(out, Receipt{Stream: st.String(), Ranges: toRanges(seqs[st]), Dropped: dropped[st]})
+		out = append(out, reading.Receipt{Stream: st.String(), Ranges: toRanges(seqs[st]), Dropped: dropped[st]})
 	}
 	return out
 }

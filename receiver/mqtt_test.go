@@ -7,7 +7,10 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/outpost-iot/outpost/internal/reading"
 	"github.com/outpost-iot/outpost/internal/testserver"
+	"github.com/outpost-iot/outpost/receiver/store"
+	"github.com/outpost-iot/outpost/receiver/store/storetest"
 )
 
 // TestMQTTTwoReceivers shares the subscription between two receivers on
@@ -34,14 +37,14 @@ func TestMQTTTwoReceivers(t *testing.T) {
 		rs = append(rs, m)
 	}
 
-	receipts := make(chan Receipt, 1000)
+	receipts := make(chan reading.Receipt, 1000)
 	dev := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(mq.URL()).SetClientID("pi-07"))
 	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("device connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { dev.Disconnect(100) })
 	if tok := dev.Subscribe("outpost/pi-07/receipts", 1, func(_ mqtt.Client, msg mqtt.Message) {
-		var r Receipt
+		var r reading.Receipt
 		if err := json.Unmarshal(msg.Payload(), &r); err != nil {
 			t.Errorf("receipt %q: %v", msg.Payload(), err)
 		}
@@ -80,7 +83,7 @@ func TestMQTTTwoReceivers(t *testing.T) {
 	if a, b := rs[0].handled.Load(), rs[1].handled.Load(); a == 0 || b == 0 || a+b != batches {
 		t.Errorf("batches handled by the receivers: %d and %d; want both > 0, %d in all", a, b, batches)
 	}
-	if n := len(all(t, st, Query{Device: "pi-07"})); n != batches*size {
+	if n := len(storetest.All(t, st, store.Query{Device: "pi-07"})); n != batches*size {
 		t.Errorf("stored %d readings; want %d", n, batches*size)
 	}
 
@@ -108,12 +111,12 @@ func TestMQTTTwoReceivers(t *testing.T) {
 		len(r.Rejected[0].Ranges) != 1 || r.Rejected[0].Ranges[0] != [2]uint64{500, 503} {
 		t.Errorf("receipt of a message with a bad line 3 = %+v; want its stream, rejected [[500 503]] at line 3", r)
 	}
-	if n := len(all(t, st, Query{Device: "pi-07"})); n != batches*size {
+	if n := len(storetest.All(t, st, store.Query{Device: "pi-07"})); n != batches*size {
 		t.Errorf("stored %d readings after resend and poison; want %d", n, batches*size)
 	}
 
 	// The retained heartbeat becomes the device's last status.
-	if err := st.AddDevice(t.Context(), "pi-07", HashToken(tokPi07), t0); err != nil {
+	if err := st.AddDevice(t.Context(), "pi-07", store.HashToken(tokPi07), t0); err != nil {
 		t.Fatal(err)
 	}
 	if tok := dev.Publish("outpost/pi-07/status", 1, true, []byte(`{"device":"pi-07","state":"online","uptime_s":3}`)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -133,7 +136,7 @@ func TestMQTTTwoReceivers(t *testing.T) {
 	}
 }
 
-func waitReceipt(t *testing.T, c <-chan Receipt) Receipt {
+func waitReceipt(t *testing.T, c <-chan reading.Receipt) reading.Receipt {
 	t.Helper()
 	select {
 	case r := <-c:
@@ -141,7 +144,7 @@ func waitReceipt(t *testing.T, c <-chan Receipt) Receipt {
 	case <-time.After(15 * time.Second):
 		t.Fatal("no receipt within 15s")
 	}
-	return Receipt{}
+	return reading.Receipt{}
 }
 
 // TestMQTTCrashBeforeAck stops a receiver between the commit of a batch and
@@ -170,9 +173,9 @@ func TestMQTTCrashBeforeAck(t *testing.T) {
 		t.Fatalf("device connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { dev.Disconnect(100) })
-	receipts := make(chan Receipt, 10)
+	receipts := make(chan reading.Receipt, 10)
 	if tok := dev.Subscribe("outpost/pi-07/receipts", 1, func(_ mqtt.Client, msg mqtt.Message) {
-		var r Receipt
+		var r reading.Receipt
 		json.Unmarshal(msg.Payload(), &r)
 		receipts <- r
 	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -201,7 +204,7 @@ func TestMQTTCrashBeforeAck(t *testing.T) {
 	if r := waitReceipt(t, receipts); len(r.Ranges) != 1 || r.Ranges[0] != [2]uint64{1, 10} {
 		t.Errorf("receipt after redelivery = %+v; want [[1 10]]", r)
 	}
-	if n := len(all(t, st, Query{Device: "pi-07"})); n != 10 {
+	if n := len(storetest.All(t, st, store.Query{Device: "pi-07"})); n != 10 {
 		t.Errorf("stored %d readings; want 10", n)
 	}
 	rec := newRecorder()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/receiver/store"
 )
 
 // storedJSON is a stored reading as the query API shows it: the wire
@@ -28,7 +29,7 @@ type storedJSON struct {
 	ReceivedAt time.Time         `json:"received_at"`
 }
 
-func toJSON(st *Stored) storedJSON {
+func toJSON(st *store.Stored) storedJSON {
 	j := storedJSON{Stream: st.Stream.String(), Seq: st.Seq, Sensor: st.Sensor, Value: st.Value, Unit: st.Unit,
 		Labels: st.Labels, Timestamp: st.Time, ReceivedAt: st.ReceivedAt}
 	if st.Unsynced {
@@ -55,7 +56,7 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ds == nil {
-		ds = []Device{}
+		ds = []store.Device{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"devices": ds})
 }
@@ -80,7 +81,8 @@ func (s *Server) handleLatest(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleGaps is GET /v1/devices/{id}/gaps: per stream, the seq ranges
-// never received and those the device reported dropped.
+// never received, those the device reported dropped or keeps
+// dead-lettered, and the newest conflicts.
 func (s *Server) handleGaps(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathDevice(w, r)
 	if !ok {
@@ -102,7 +104,7 @@ func (s *Server) handleGaps(w http.ResponseWriter, r *http.Request) {
 // keeps only those; all is the default.
 func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
-	q := Query{Device: v.Get("device"), Sensor: v.Get("sensor")}
+	q := store.Query{Device: v.Get("device"), Sensor: v.Get("sensor")}
 	if err := reading.ValidateDevice(q.Device); err != nil {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "device: " + err.Error(), Field: "device"})
 		return
@@ -120,7 +122,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 			*p.t = t
 		}
 	}
-	clock, err := ParseClockFilter(v.Get("clock"))
+	clock, err := store.ParseClockFilter(v.Get("clock"))
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error(), Field: "clock"})
 		return
@@ -134,18 +136,18 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
-	var emit func(*Stored) error
+	var emit func(*store.Stored) error
 	finish := func() {}
 	switch format {
 	case "ndjson":
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		enc := reading.NewEncoder(bw)
-		emit = func(st *Stored) error { return enc.Reading(&st.Reading) }
+		emit = func(st *store.Stored) error { return enc.Reading(&st.Reading) }
 	case "csv":
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 		cw := csv.NewWriter(bw)
 		cw.Write([]string{"device", "stream", "seq", "sensor", "timestamp", "value", "unit", "clock", "labels", "received_at"})
-		emit = func(st *Stored) error {
+		emit = func(st *store.Stored) error {
 			clock := "synced"
 			if st.Unsynced {
 				clock = "unsynced"
@@ -166,7 +168,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := 0
-	err = s.store.Readings(r.Context(), q, func(st *Stored) error {
+	err = s.store.Readings(r.Context(), q, func(st *store.Stored) error {
 		n++
 		return emit(st)
 	})

@@ -1,12 +1,14 @@
 // Package receiver is Outpost's cloud side: it accepts batches of readings
-// from devices over HTTP (and, later, MQTT), stores each (device, stream,
-// seq) once in Postgres or SQLite, accounts per stream for what arrived,
-// what is missing and what the device reported dropped, and answers
-// queries about it.
+// from devices over HTTP and from an MQTT broker, stores each (device,
+// stream, seq) once, accounts per stream for what arrived, what is missing
+// and what the device reported dropped, and answers queries about it.
 //
-// A Store keeps the data (Postgres through pgx, SQLite through
-// modernc.org/sqlite, both passing one conformance suite); a Server
-// answers the HTTP API; Serve wires them for the outpost-receiver command.
+// The stores live beside it: receiver/store is their contract (and
+// storetest the conformance suite they pass), receiver/postgres the store
+// for fleets, receiver/sqlite the embedded default. Here are the ingest
+// and query API (Server, and MQTT from StartMQTT), device tokens, the
+// serve command's Config, OpenStore, which picks the store a database URL
+// names, and Serve, which wires them for the outpost-receiver command.
 package receiver
 
 import (
@@ -21,6 +23,9 @@ import (
 	"time"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/receiver/postgres"
+	"github.com/outpost-iot/outpost/receiver/sqlite"
+	"github.com/outpost-iot/outpost/receiver/store"
 )
 
 // DefaultSQLitePath is the database used when no database URL is given.
@@ -29,20 +34,34 @@ const DefaultSQLitePath = "outpost-receiver.db"
 // OpenStore opens the store named by url: "" for SQLite at
 // DefaultSQLitePath, "sqlite:PATH" for SQLite at PATH, postgres:// or
 // postgresql:// for Postgres. It does not migrate.
-func OpenStore(ctx context.Context, url string) (Store, error) {
+func OpenStore(ctx context.Context, url string) (store.Store, error) {
 	switch {
 	case url == "":
-		return OpenSQLite(ctx, DefaultSQLitePath)
+		return sqlite.Open(ctx, DefaultSQLitePath)
 	case strings.HasPrefix(url, "sqlite:"):
 		path := strings.TrimPrefix(url, "sqlite:")
 		if path == "" {
 			return nil, errors.New("database url sqlite: names no file (want sqlite:PATH)")
 		}
-		return OpenSQLite(ctx, path)
+		return sqlite.Open(ctx, path)
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		return OpenPostgres(ctx, url)
+		return postgres.Open(ctx, url)
 	}
 	return nil, fmt.Errorf("database url %q: want postgres://…, postgresql://… or sqlite:PATH", redact(url))
+}
+
+// OpenMigrated opens the store named by url, as OpenStore does, and
+// applies its migrations.
+func OpenMigrated(ctx context.Context, url string) (store.Store, error) {
+	st, err := OpenStore(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return st, nil
 }
 
 // redact hides a password in a URL for error messages.
@@ -61,7 +80,7 @@ func redact(url string) string {
 
 // AddDevice registers a device and returns its new token, which exists
 // nowhere else: only its hash is stored.
-func AddDevice(ctx context.Context, st Store, id string) (string, error) {
+func AddDevice(ctx context.Context, st store.Store, id string) (string, error) {
 	if err := reading.ValidateDevice(id); err != nil {
 		return "", fmt.Errorf("device id %q: %w", id, err)
 	}
@@ -83,25 +102,7 @@ func ReadAdminToken(path string) ([]byte, error) {
 	if len(tok) < 16 {
 		return nil, fmt.Errorf("admin token in %s: shorter than 16 characters", path)
 	}
-	return HashToken(tok), nil
-}
-
-// Config is what the serve command is given.
-type Config struct {
-	Listen         string // host:port
-	DatabaseURL    string // see OpenStore
-	AdminTokenFile string // "" disables the query API
-	// Limits of one batch (HTTP and MQTT); zero values take the
-	// defaults of Options.
-	MaxBodyBytes, MaxDecodedBytes int64
-	MaxLineBytes, MaxLines        int
-	// MQTT ingest: see MQTTOptions. MQTTBroker "" disables it.
-	MQTTBroker, MQTTClientID, MQTTPrefix, MQTTGroup string
-	MQTTUsername, MQTTPassword                      string
-	Logger                                          *slog.Logger
-	// Ready, when set, is called with the listening address once the
-	// store is migrated and the server accepts connections.
-	Ready func(addr net.Addr)
+	return store.HashToken(tok), nil
 }
 
 // shutdownTimeout bounds the graceful part of a shutdown.
@@ -127,14 +128,11 @@ func Serve(ctx context.Context, cfg Config) error {
 	} else {
 		log.Info("no admin token file: the query API is disabled")
 	}
-	st, err := OpenStore(ctx, cfg.DatabaseURL)
+	st, err := OpenMigrated(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

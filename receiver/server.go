@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/receiver/store"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -82,17 +83,17 @@ func (o Options) withDefaults() Options {
 // Server answers the receiver's HTTP API: ingest, status, queries, health
 // and metrics.
 type Server struct {
-	store     Store
+	store     store.Store
 	opt       Options
 	log       *slog.Logger
 	metrics   *metrics
 	conflicts *conflictLog
 }
 
-// NewServer returns a server storing into store.
-func NewServer(store Store, opt Options) *Server {
+// NewServer returns a server storing into st.
+func NewServer(st store.Store, opt Options) *Server {
 	opt = opt.withDefaults()
-	return &Server{store: store, opt: opt, log: opt.Logger, metrics: newMetrics(), conflicts: &conflictLog{}}
+	return &Server{store: st, opt: opt, log: opt.Logger, metrics: newMetrics(), conflicts: &conflictLog{}}
 }
 
 // Handler returns the receiver's HTTP routes. All routing is here.
@@ -110,7 +111,6 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	// The fleet page will be served at / (GET /{$}).
 	return s.recover(mux)
 }
 
@@ -171,14 +171,14 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) (string, bool) {
 		writeError(w, http.StatusUnauthorized, "missing bearer token")
 		return "", false
 	}
-	id, err := s.store.Authenticate(r.Context(), HashToken(tok))
+	id, err := s.store.Authenticate(r.Context(), store.HashToken(tok))
 	switch {
 	case err == nil:
 		return id, true
-	case errors.Is(err, ErrUnknownToken):
+	case errors.Is(err, store.ErrUnknownToken):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="outpost", error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, "unknown token")
-	case errors.Is(err, ErrRevoked):
+	case errors.Is(err, store.ErrRevoked):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="outpost", error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, "token revoked")
 	default:
@@ -200,7 +200,7 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, "missing bearer token")
 			return
 		}
-		if subtle.ConstantTimeCompare(HashToken(tok), s.opt.AdminTokenHash) != 1 {
+		if subtle.ConstantTimeCompare(store.HashToken(tok), s.opt.AdminTokenHash) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="outpost-admin", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "not the admin token")
 			return
@@ -351,7 +351,7 @@ func (s *Server) handleReadings(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.opt.IngestTimeout)
 	defer cancel()
 	res, err := s.store.Ingest(ctx, device, b)
-	b.release()
+	releaseBatch(b)
 	if err != nil {
 		s.metrics.rejected.WithLabelValues("http", "503").Inc()
 		s.unavailable(w, "ingest", err)
@@ -365,13 +365,13 @@ func (s *Server) handleReadings(w http.ResponseWriter, r *http.Request) {
 
 // decodeBatch reads and checks a whole batch before anything is stored.
 // On failure it has answered the request and returns the status.
-func (s *Server) decodeBatch(w http.ResponseWriter, r *http.Request, device string) (*Batch, int, string) {
+func (s *Server) decodeBatch(w http.ResponseWriter, r *http.Request, device string) (*store.Batch, int, string) {
 	src, done, err := s.body(w, r, s.opt.MaxDecodedBytes, true)
 	if err != nil {
 		return nil, s.bodyError(w, err), err.Error()
 	}
 	defer done()
-	b, err := decodeLines(src, reading.Limits{MaxLineBytes: s.opt.MaxLineBytes, MaxLines: s.opt.MaxLines}, device)
+	b, err := decodeLines(src, reading.Limits{MaxLineBytes: s.opt.MaxLineBytes, MaxLines: s.opt.MaxLines}, device, "token")
 	var le *reading.LineError
 	var de *deviceError
 	switch {
@@ -408,15 +408,12 @@ func (e *deviceError) Error() string {
 
 var errEmptyBatch = errors.New("empty batch: no readings and no dropped range")
 
-// decodeLines decodes a whole batch of device's lines. The error is a
-// *reading.LineError, a *deviceError, errEmptyBatch, or the reader's.
-func decodeLines(src io.Reader, lim reading.Limits, device string) (*Batch, error) {
-	return decodeLinesOf(src, lim, device, "token")
-}
-
-func decodeLinesOf(src io.Reader, lim reading.Limits, device, of string) (*Batch, error) {
+// decodeLines decodes a whole batch of device's lines; of says what named
+// the device ("token" or "topic") for a line naming another. The error is
+// a *reading.LineError, a *deviceError, errEmptyBatch, or the reader's.
+func decodeLines(src io.Reader, lim reading.Limits, device, of string) (*store.Batch, error) {
 	dec := reading.NewDecoder(src, lim)
-	b := &Batch{}
+	b := &store.Batch{}
 	if rs, ok := readingsPool.Get().(*[]reading.Reading); ok {
 		b.Readings = (*rs)[:0]
 	}
@@ -458,10 +455,10 @@ var readingsPool sync.Pool
 // to the garbage collector.
 const maxPooledReadings = 4096
 
-// release hands b's readings slice back for reuse; b must not be used
-// after. Readings are values (their strings and labels stay shared with
-// nobody but b), so reuse overwrites them.
-func (b *Batch) release() {
+// releaseBatch hands b's readings slice back for reuse; b must not be
+// used after. Readings are values (their strings and labels stay shared
+// with nobody but b), so reuse overwrites them.
+func releaseBatch(b *store.Batch) {
 	rs := b.Readings
 	b.Readings = nil
 	if cap(rs) == 0 || cap(rs) > maxPooledReadings {

@@ -3,6 +3,7 @@ package receiver
 import (
 	"bytes"
 	"compress/gzip"
+	"github.com/outpost-iot/outpost/receiver/store"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -23,19 +24,19 @@ var testOptions = Options{
 	MaxBodyBytes:    1 << 20,
 	MaxDecodedBytes: 4 << 20,
 	MaxLines:        1000,
-	AdminTokenHash:  HashToken(adminTok),
+	AdminTokenHash:  store.HashToken(adminTok),
 }
 
 // newTestServer serves the API over st, with devices pi-07, pi-08 and a
 // revoked one registered.
-func newTestServer(t *testing.T, st Store) *httptest.Server {
+func newTestServer(t *testing.T, st store.Store) *httptest.Server {
 	t.Helper()
 	ctx := t.Context()
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for id, tok := range map[string]string{"pi-07": tokPi07, "pi-08": tokPi08, "old": tokRevoked} {
-		if err := st.AddDevice(ctx, id, HashToken(tok), t0); err != nil {
+		if err := st.AddDevice(ctx, id, store.HashToken(tok), t0); err != nil {
 			t.Fatal(err)
 		}
 	}

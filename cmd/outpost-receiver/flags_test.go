@@ -254,3 +254,21 @@ func TestServeMQTTPasswordFile(t *testing.T) {
 		t.Errorf("the log shows the MQTT password:\n%s", log)
 	}
 }
+
+// TestServeSizeFlags: the size flags read a size as the edge's config
+// does (reading.ParseSize: 1.5GiB, 64KB), the unit in any case, up to
+// 1TiB.
+func TestServeSizeFlags(t *testing.T) {
+	cfg, err := serveConfigOf(t, map[string]string{"OUTPOST_MAX_DECODED_BYTES": "1.5GiB"}, "--max-body-bytes", "64KB", "--max-line-bytes", "2kib")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxDecodedBytes != 3<<29 || cfg.MaxBodyBytes != 64000 || cfg.MaxLineBytes != 2048 {
+		t.Errorf("sizes = %d, %d, %d; want 1.5GiB, 64000, 2048", cfg.MaxDecodedBytes, cfg.MaxBodyBytes, cfg.MaxLineBytes)
+	}
+	for _, v := range []string{"1025GiB", "NaN", "-1KiB", "1TB"} {
+		if _, err := serveConfigOf(t, nil, "--max-decoded-bytes", v); err == nil || !strings.Contains(err.Error(), "want a size") {
+			t.Errorf("--max-decoded-bytes %s: error = %v; want a size error", v, err)
+		}
+	}
+}

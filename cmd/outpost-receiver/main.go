@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
@@ -19,7 +18,6 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
-	"unicode/utf8"
 
 	"github.com/outpost-iot/outpost/internal/reading"
 	"github.com/outpost-iot/outpost/receiver"
@@ -132,127 +130,38 @@ func (f *flags) applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	return nil
 }
 
-// minLineBytes is the smallest line limit allowed: a reading with short
-// names takes about 150 bytes.
-const minLineBytes = 256
-
-// serveConfig checks the flags of serve and reads the MQTT password file.
-// Every error names its flag.
+// serveConfig is the configuration of serve, checked (and the MQTT
+// password file read) by its Validate; every error names its flag.
 func (f *flags) serveConfig() (receiver.Config, error) {
 	cfg := receiver.Config{
 		Listen: f.listen, DatabaseURL: f.databaseURL, AdminTokenFile: f.adminTokenFile,
 		MaxBodyBytes: int64(f.maxBodyBytes), MaxDecodedBytes: int64(f.maxDecodedBytes),
 		MaxLineBytes: int(f.maxLineBytes), MaxLines: int(f.maxLines),
 		MQTTBroker: f.mqttBroker, MQTTClientID: f.mqttClientID, MQTTPrefix: f.mqttPrefix, MQTTGroup: f.mqttGroup,
-		MQTTUsername: f.mqttUsername,
+		MQTTUsername: f.mqttUsername, MQTTPasswordFile: f.mqttPasswordFile,
 	}
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if f.maxBodyBytes < 1<<10 {
-		bad("--max-body-bytes: %s is below the minimum of 1KiB", f.maxBodyBytes)
-	}
-	if f.maxDecodedBytes < f.maxBodyBytes {
-		bad("--max-decoded-bytes: %s is below --max-body-bytes (%s): a plain body could never reach its limit", f.maxDecodedBytes, f.maxBodyBytes)
-	}
-	if f.maxLineBytes < minLineBytes {
-		bad("--max-line-bytes: %s is below the minimum of %d bytes", f.maxLineBytes, minLineBytes)
-	}
-	if int64(f.maxLineBytes) > int64(f.maxDecodedBytes) {
-		bad("--max-line-bytes: %s is above --max-decoded-bytes (%s)", f.maxLineBytes, f.maxDecodedBytes)
-	}
-	if f.maxLines < 1 {
-		bad("--max-lines: %d; want at least 1", int(f.maxLines))
-	}
-	if f.mqttBroker != "" {
-		u, err := url.Parse(f.mqttBroker)
-		switch {
-		case err != nil:
-			bad("--mqtt-broker: %v", err)
-		case u.Scheme == "" || u.Host == "":
-			bad("--mqtt-broker: %q is not a URL such as tcp://host:1883", u.Redacted())
-		default:
-			if _, ok := u.User.Password(); ok {
-				bad("--mqtt-broker: the URL carries a password; put it in a file named by --mqtt-password-file instead")
-			}
-		}
-	}
-	if err := checkTopic(f.mqttPrefix, true); err != nil {
-		bad("--mqtt-prefix: %q %v", f.mqttPrefix, err)
-	}
-	if err := checkTopic(f.mqttGroup, false); err != nil {
-		bad("--mqtt-group: %q %v", f.mqttGroup, err)
-	}
-	if f.mqttClientID == "" || len(f.mqttClientID) > 256 || !utf8.ValidString(f.mqttClientID) {
-		bad("--mqtt-client-id: %q; want 1 to 256 bytes of UTF-8", f.mqttClientID)
-	}
-	if f.mqttPasswordFile != "" {
-		if f.mqttUsername == "" {
-			bad("--mqtt-password-file needs --mqtt-username")
-		}
-		pw, err := receiver.ReadSecretFile(f.mqttPasswordFile)
-		if err != nil {
-			bad("--mqtt-password-file: %v", err)
-		}
-		cfg.MQTTPassword = pw
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return receiver.Config{}, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	return cfg, nil
 }
 
-// checkTopic checks a topic prefix (levels allowed) or a shared-subscription
-// group name (one level).
-func checkTopic(s string, levels bool) error {
-	switch {
-	case s == "":
-		return errors.New("is empty")
-	case strings.ContainsAny(s, "+#\x00"):
-		return errors.New("holds an MQTT wildcard (+ or #) or NUL")
-	case !levels && strings.Contains(s, "/"):
-		return errors.New("holds a /; want one topic level")
-	case strings.HasPrefix(s, "$"):
-		return errors.New("starts with $, which brokers reserve")
-	case strings.HasPrefix(s, "/") || strings.HasSuffix(s, "/") || strings.Contains(s, "//"):
-		return errors.New("has an empty topic level")
-	case !utf8.ValidString(s):
-		return errors.New("is not UTF-8")
-	}
-	return nil
-}
+// sizeFlag is a byte count, read by reading.ParseSize as the edge reads
+// its sizes: 16384, 512KiB, 1.5GiB, 64KB. The unit may be written in any
+// case (8mib), as the receiver's flags have always allowed.
+type sizeFlag reading.Size
 
-// sizeFlag is a byte count: plain bytes or with a KiB, MiB or GiB suffix.
-type sizeFlag int64
+// maxSizeFlag bounds a size flag: no limit of a batch needs more.
+const maxSizeFlag = 1 << 40
 
-func (s sizeFlag) String() string {
-	v := int64(s)
-	for _, u := range []struct {
-		suffix string
-		n      int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if v != 0 && v%u.n == 0 {
-			return strconv.FormatInt(v/u.n, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(v, 10)
-}
+func (s sizeFlag) String() string { return reading.Size(s).String() }
 
 func (s *sizeFlag) Set(v string) error {
-	num, mult := strings.TrimSpace(v), int64(1)
-	for _, u := range []struct {
-		suffix string
-		n      int64
-	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"b", 1}} {
-		if len(num) > len(u.suffix) && strings.EqualFold(num[len(num)-len(u.suffix):], u.suffix) {
-			num, mult = strings.TrimSpace(num[:len(num)-len(u.suffix)]), u.n
-			break
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 || n > (1<<40)/mult {
+	n, err := reading.ParseSize(strings.ReplaceAll(strings.ToUpper(v), "IB", "iB"))
+	if err != nil || n < 0 || n > maxSizeFlag {
 		return errors.New("want a size such as 16384, 512KiB or 8MiB")
 	}
-	*s = sizeFlag(n * mult)
+	*s = sizeFlag(n)
 	return nil
 }
 
@@ -315,7 +224,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cfg.Logger = log
 		return receiver.Serve(ctx, cfg)
 	case "migrate":
-		st, err := openMigrated(ctx, f.databaseURL)
+		st, err := receiver.OpenMigrated(ctx, f.databaseURL)
 		if err != nil {
 			return err
 		}
@@ -336,18 +245,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
 }
 
-func openMigrated(ctx context.Context, url string) (receiver.Store, error) {
-	st, err := receiver.OpenStore(ctx, url)
-	if err != nil {
-		return nil, err
-	}
-	if err := st.Migrate(ctx); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("migrate: %w", err)
-	}
-	return st, nil
-}
-
 func runDevice(ctx context.Context, url string, words []string, stdout io.Writer) error {
 	if len(words) == 0 {
 		return fmt.Errorf("%w: device add ID | device list | device revoke ID", errUsage)
@@ -365,7 +262,7 @@ func runDevice(ctx context.Context, url string, words []string, stdout io.Writer
 	default:
 		return fmt.Errorf("%w: unknown device command %q (want add, list or revoke)", errUsage, sub)
 	}
-	st, err := openMigrated(ctx, url)
+	st, err := receiver.OpenMigrated(ctx, url)
 	if err != nil {
 		return err
 	}

@@ -1,21 +1,32 @@
-package receiver
+// Package sqlite is the receiver's embedded store, the default when no
+// PostgreSQL is given: one SQLite file (modernc.org/sqlite, pure Go) for a
+// single small node or a Pi acting as a field base station, its schema in
+// versioned migrations embedded in the binary. It passes the conformance
+// suite of receiver/store/storetest.
+package sqlite
 
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/receiver/store"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
+
+// migrations are the schema's versions, applied in order by Migrate.
+//
+//go:embed migrations/*.sql
+var migrations embed.FS
 
 // SQLite is the embedded store: one database file, for a single small node
 // (or a Pi acting as a field base station). Writes are serialised; each
@@ -67,9 +78,9 @@ func (s *SQLite) txQuery(ctx context.Context, tx *sql.Tx, query string, args ...
 	return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 }
 
-// OpenSQLite opens (creating if needed) the database file at path. It
-// does not migrate; call Migrate.
-func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+// Open opens (creating if needed) the database file at path. It does
+// not migrate; call Migrate.
+func Open(ctx context.Context, path string) (*SQLite, error) {
 	q := url.Values{}
 	// temp_store(MEMORY) keeps statement journals in memory: each
 	// multi-row INSERT of a batch may abort (foreign key, NOT NULL), so
@@ -107,7 +118,7 @@ func (s *SQLite) Close() {
 // Migrate applies the embedded migrations not applied yet, each in its
 // own transaction.
 func (s *SQLite) Migrate(ctx context.Context) error {
-	ms, err := loadMigrations("sqlite")
+	ms, err := store.LoadMigrations(migrations, "migrations")
 	if err != nil {
 		return err
 	}
@@ -120,21 +131,21 @@ func (s *SQLite) Migrate(ctx context.Context) error {
 	for _, m := range ms {
 		err := s.tx(ctx, func(tx *sql.Tx) error {
 			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&n); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.Version).Scan(&n); err != nil {
 				return err
 			}
 			if n > 0 {
 				return nil
 			}
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 				return err
 			}
 			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-				m.version, m.name, micros(time.Now()))
+				m.Version, m.Name, micros(time.Now()))
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("apply migration %s: %w", m.name, err)
+			return fmt.Errorf("apply migration %s: %w", m.Name, err)
 		}
 	}
 	return nil
@@ -142,19 +153,19 @@ func (s *SQLite) Migrate(ctx context.Context) error {
 
 // Ready reports whether the database answers and is fully migrated.
 func (s *SQLite) Ready(ctx context.Context) error {
-	ms, err := loadMigrations("sqlite")
+	ms, err := store.LoadMigrations(migrations, "migrations")
 	if err != nil {
 		return err
 	}
 	var v sql.NullInt64
 	if err := s.db.QueryRowContext(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&v); err != nil {
 		if isNoTable(err) {
-			return fmt.Errorf("%w: no schema_migrations table", ErrNotMigrated)
+			return fmt.Errorf("%w: no schema_migrations table", store.ErrNotMigrated)
 		}
-		return s.wrap("check schema version", err)
+		return store.Unavailable("check schema version", err)
 	}
 	if int(v.Int64) < len(ms) {
-		return fmt.Errorf("%w: at version %d, want %d", ErrNotMigrated, v.Int64, len(ms))
+		return fmt.Errorf("%w: at version %d, want %d", store.ErrNotMigrated, v.Int64, len(ms))
 	}
 	return nil
 }
@@ -162,15 +173,6 @@ func (s *SQLite) Ready(ctx context.Context) error {
 func isNoTable(err error) bool {
 	var se *sqlite.Error
 	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_ERROR
-}
-
-// wrap says what failed; every database failure is ErrUnavailable to the
-// caller, who answers 503 and lets the device retry.
-func (s *SQLite) wrap(op string, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 }
 
 func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
@@ -201,9 +203,9 @@ func sqliteInsertSQL(n int) string {
 // Ingest stores a batch in one transaction: it reads what is already
 // stored under the batch's keys (one range query per stream), classifies,
 // then inserts the new readings a hundred per statement.
-func (s *SQLite) Ingest(ctx context.Context, device string, b *Batch) (Result, error) {
+func (s *SQLite) Ingest(ctx context.Context, device string, b *store.Batch) (store.Result, error) {
 	rs := b.Readings
-	first, fates := dedupe(rs)
+	first, fates := store.Dedupe(rs)
 	now := micros(b.ReceivedAt)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -214,12 +216,12 @@ func (s *SQLite) Ingest(ctx context.Context, device string, b *Batch) (Result, e
 		}
 		var fresh []int
 		for _, i := range first {
-			st, ok := stored[seqKey{rs[i].Stream, rs[i].Seq}]
+			st, ok := stored[store.Key{Stream: rs[i].Stream, Seq: rs[i].Seq}]
 			if !ok {
 				fresh = append(fresh, i)
 				continue
 			}
-			fates[i] = classify(&st, &rs[i])
+			fates[i] = store.Classify(&st, &rs[i])
 		}
 		args := make([]any, 0, 10*sqliteChunk)
 		for len(fresh) > 0 {
@@ -251,12 +253,12 @@ func (s *SQLite) Ingest(ctx context.Context, device string, b *Batch) (Result, e
 		for i, f := range fates {
 			r := &rs[i]
 			switch f {
-			case fateCorrected:
+			case store.FateCorrected:
 				if _, err := tx.ExecContext(ctx, `UPDATE readings SET ts = ?, unsynced = 0, received_at = ?
 					WHERE device_id = ? AND stream = ? AND seq = ?`, micros(r.Time), now, device, int64(r.Stream), int64(r.Seq)); err != nil {
 					return err
 				}
-			case fateConflict:
+			case store.FateConflict:
 				labels, err := labelsJSON(r.Labels)
 				if err != nil {
 					return err
@@ -274,14 +276,14 @@ func (s *SQLite) Ingest(ctx context.Context, device string, b *Batch) (Result, e
 				}
 			}
 		}
-		for _, d := range streamDeltas(rs, fates) {
+		for _, d := range store.StreamDeltas(rs, fates) {
 			if _, err := s.txExec(ctx, tx, `INSERT INTO streams
 				(device_id, stream, highest_seq, received, first_received_at, last_received_at, conflicts, corrected)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT (device_id, stream) DO UPDATE SET highest_seq = max(highest_seq, excluded.highest_seq),
 				received = received + excluded.received, last_received_at = excluded.last_received_at,
 				conflicts = conflicts + excluded.conflicts, corrected = corrected + excluded.corrected`,
-				device, int64(d.stream), int64(d.highestSeq), d.added, now, now, d.conflicts, d.corrected); err != nil {
+				device, int64(d.Stream), int64(d.HighestSeq), d.Added, now, now, d.Conflicts, d.Corrected); err != nil {
 				return err
 			}
 		}
@@ -295,15 +297,15 @@ func (s *SQLite) Ingest(ctx context.Context, device string, b *Batch) (Result, e
 		return err
 	})
 	if err != nil {
-		return Result{}, s.wrap("ingest batch", err)
+		return store.Result{}, store.Unavailable("ingest batch", err)
 	}
-	return tally(rs, fates), nil
+	return store.Tally(rs, fates), nil
 }
 
 // storedKeys returns what is stored under the keys of rs[first]: per
 // stream one primary-key range query when the batch's seqs are dense (the
 // usual case: a batch is a run of a stream), one probe per key otherwise.
-func (s *SQLite) storedKeys(ctx context.Context, tx *sql.Tx, device string, rs []reading.Reading, first []int) (map[seqKey]reading.Reading, error) {
+func (s *SQLite) storedKeys(ctx context.Context, tx *sql.Tx, device string, rs []reading.Reading, first []int) (map[store.Key]reading.Reading, error) {
 	type span struct{ lo, hi, n uint64 }
 	spans := map[reading.StreamID]*span{}
 	for _, i := range first {
@@ -315,7 +317,7 @@ func (s *SQLite) storedKeys(ctx context.Context, tx *sql.Tx, device string, rs [
 		}
 		sp.lo, sp.hi, sp.n = min(sp.lo, r.Seq), max(sp.hi, r.Seq), sp.n+1
 	}
-	out := map[seqKey]reading.Reading{}
+	out := map[store.Key]reading.Reading{}
 	scan := func(stream reading.StreamID, rows *sql.Rows) error {
 		defer rows.Close()
 		for rows.Next() {
@@ -325,7 +327,7 @@ func (s *SQLite) storedKeys(ctx context.Context, tx *sql.Tx, device string, rs [
 				return err
 			}
 			st.Time = fromMicros(ts)
-			out[seqKey{stream, uint64(seq)}] = st
+			out[store.Key{Stream: stream, Seq: uint64(seq)}] = st
 		}
 		return rows.Err()
 	}
@@ -378,16 +380,16 @@ func (s *SQLite) Authenticate(ctx context.Context, tokenHash []byte) (string, er
 		err = st.QueryRowContext(ctx, tokenHash).Scan(&id, &stored, &revoked)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", ErrUnknownToken
+		return "", store.ErrUnknownToken
 	}
 	if err != nil {
-		return "", s.wrap("authenticate", err)
+		return "", store.Unavailable("authenticate", err)
 	}
-	if !hashesEqual(stored, tokenHash) {
-		return "", ErrUnknownToken
+	if !store.HashesEqual(stored, tokenHash) {
+		return "", store.ErrUnknownToken
 	}
 	if revoked.Valid {
-		return "", ErrRevoked
+		return "", store.ErrRevoked
 	}
 	return id, nil
 }
@@ -396,12 +398,12 @@ func (s *SQLite) Authenticate(ctx context.Context, tokenHash []byte) (string, er
 func (s *SQLite) SaveStatus(ctx context.Context, device string, status []byte, at time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	dl, _ := statusDeadLetters(status)
+	dl, _ := store.StatusDeadLetters(status)
 	_, err := s.db.ExecContext(ctx, `UPDATE devices SET last_status = ?, last_status_at = ?, last_seen = ?,
 		dead_letter_ranges = coalesce(?, dead_letter_ranges) WHERE id = ?`,
 		string(status), micros(at), micros(at), dl, device)
 	if err != nil {
-		return s.wrap("save status", err)
+		return store.Unavailable("save status", err)
 	}
 	return nil
 }
@@ -413,10 +415,10 @@ func (s *SQLite) AddDevice(ctx context.Context, id string, tokenHash []byte, at 
 	_, err := s.db.ExecContext(ctx, `INSERT INTO devices (id, token_hash, created_at) VALUES (?, ?, ?)`, id, tokenHash, micros(at))
 	var se *sqlite.Error
 	if errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
-		return fmt.Errorf("%w: %s", ErrDeviceExists, id)
+		return fmt.Errorf("%w: %s", store.ErrDeviceExists, id)
 	}
 	if err != nil {
-		return s.wrap("add device", err)
+		return store.Unavailable("add device", err)
 	}
 	return nil
 }
@@ -427,13 +429,17 @@ func (s *SQLite) RevokeDevice(ctx context.Context, id string, at time.Time) erro
 	defer s.mu.Unlock()
 	res, err := s.db.ExecContext(ctx, `UPDATE devices SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`, micros(at), id)
 	if err != nil {
-		return s.wrap("revoke device", err)
+		return store.Unavailable("revoke device", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: %s", ErrUnknownDevice, id)
+		return fmt.Errorf("%w: %s", store.ErrUnknownDevice, id)
 	}
 	return nil
 }
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
 func nullTime(v sql.NullInt64) *time.Time {
 	if !v.Valid {
@@ -444,32 +450,32 @@ func nullTime(v sql.NullInt64) *time.Time {
 }
 
 // Devices lists the devices with their stream accounting.
-func (s *SQLite) Devices(ctx context.Context) ([]Device, error) {
+func (s *SQLite) Devices(ctx context.Context) ([]store.Device, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, created_at, revoked_at, last_seen, last_status, last_status_at FROM devices ORDER BY id`)
 	if err != nil {
-		return nil, s.wrap("list devices", err)
+		return nil, store.Unavailable("list devices", err)
 	}
-	var out []Device
+	var out []store.Device
 	for rows.Next() {
-		var d Device
+		var d store.Device
 		var created int64
 		var revoked, seen, statusAt sql.NullInt64
 		var status sql.NullString
 		if err := rows.Scan(&d.ID, &created, &revoked, &seen, &status, &statusAt); err != nil {
 			rows.Close()
-			return nil, s.wrap("list devices", err)
+			return nil, store.Unavailable("list devices", err)
 		}
 		d.Created = fromMicros(created)
 		d.Revoked, d.LastSeen, d.LastStatusAt = nullTime(revoked), nullTime(seen), nullTime(statusAt)
 		if status.Valid {
 			d.LastStatus = json.RawMessage(status.String)
-			d.Clock = heartbeatClock(d.LastStatus)
+			d.Clock = store.HeartbeatClock(d.LastStatus)
 		}
 		out = append(out, d)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, s.wrap("list devices", err)
+		return nil, store.Unavailable("list devices", err)
 	}
 	for i := range out {
 		sums, err := s.streamSummaries(ctx, out[i].ID)
@@ -481,7 +487,7 @@ func (s *SQLite) Devices(ctx context.Context) ([]Device, error) {
 	return out, nil
 }
 
-func (s *SQLite) streamSummaries(ctx context.Context, device string) ([]StreamSummary, error) {
+func (s *SQLite) streamSummaries(ctx context.Context, device string) ([]store.StreamSummary, error) {
 	dropped, err := s.droppedRanges(ctx, device)
 	if err != nil {
 		return nil, err
@@ -493,89 +499,51 @@ func (s *SQLite) streamSummaries(ctx context.Context, device string) ([]StreamSu
 	rows, err := s.db.QueryContext(ctx, `SELECT stream, highest_seq, received, conflicts, corrected FROM streams
 		WHERE device_id = ? ORDER BY first_received_at, stream`, device)
 	if err != nil {
-		return nil, s.wrap("list streams", err)
+		return nil, store.Unavailable("list streams", err)
 	}
 	defer rows.Close()
-	out := []StreamSummary{}
-	for rows.Next() {
-		var stream, highest, received, conflicts, corrected int64
-		if err := rows.Scan(&stream, &highest, &received, &conflicts, &corrected); err != nil {
-			return nil, s.wrap("list streams", err)
-		}
-		st := reading.StreamID(stream)
-		sum := summarize(st, uint64(highest), uint64(received), dropped[st], dead[st])
-		sum.Conflicts, sum.Corrected = uint64(conflicts), uint64(corrected)
-		out = append(out, sum)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.wrap("list streams", err)
+	out, err := store.ScanSummaries(rows, dropped, dead)
+	if err != nil {
+		return nil, store.Unavailable("list streams", err)
 	}
 	return out, nil
-}
-
-// summarize accounts for one stream: what is missing is what is neither
-// stored nor reported dropped or dead-lettered, up to the highest seq.
-func summarize(stream reading.StreamID, highest, received uint64, dropped, dead [][2]uint64) StreamSummary {
-	var clipped [][2]uint64
-	for _, d := range append(slices.Clone(dropped), dead...) {
-		if d[0] <= highest {
-			clipped = append(clipped, [2]uint64{d[0], min(d[1], highest)})
-		}
-	}
-	var missing uint64
-	if have := received + countRanges(clipped); highest > have {
-		missing = highest - have
-	}
-	return StreamSummary{Stream: stream.String(), HighestSeq: highest, Received: received, Dropped: countRanges(dropped),
-		DeadLettered: countRanges(dead), Missing: missing}
 }
 
 func (s *SQLite) droppedRanges(ctx context.Context, device string) (map[reading.StreamID][][2]uint64, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT stream, seq_from, seq_to FROM dropped_ranges WHERE device_id = ? ORDER BY stream, seq_from`, device)
 	if err != nil {
-		return nil, s.wrap("list dropped ranges", err)
+		return nil, store.Unavailable("list dropped ranges", err)
 	}
 	defer rows.Close()
-	out := map[reading.StreamID][][2]uint64{}
-	for rows.Next() {
-		var st, from, to int64
-		if err := rows.Scan(&st, &from, &to); err != nil {
-			return nil, s.wrap("list dropped ranges", err)
-		}
-		out[reading.StreamID(st)] = append(out[reading.StreamID(st)], [2]uint64{uint64(from), uint64(to)})
+	out, err := store.ScanRanges(rows)
+	if err != nil {
+		return nil, store.Unavailable("list dropped ranges", err)
 	}
-	return out, s.wrapIf("list dropped ranges", rows.Err())
-}
-
-func (s *SQLite) wrapIf(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return s.wrap(op, err)
+	return out, nil
 }
 
 // Latest returns the newest reading of each sensor of the device.
-func (s *SQLite) Latest(ctx context.Context, device string) ([]Stored, error) {
+func (s *SQLite) Latest(ctx context.Context, device string) ([]store.Stored, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT stream, seq, sensor, ts, value, unit, labels, unsynced, received_at FROM (
 		SELECT *, row_number() OVER (PARTITION BY sensor ORDER BY ts DESC, seq DESC) AS rn
 		FROM readings WHERE device_id = ?) WHERE rn = 1 ORDER BY sensor`, device)
 	if err != nil {
-		return nil, s.wrap("latest readings", err)
+		return nil, store.Unavailable("latest readings", err)
 	}
 	defer rows.Close()
-	out := []Stored{}
+	out := []store.Stored{}
 	for rows.Next() {
 		st, err := scanSQLiteReading(rows, device)
 		if err != nil {
-			return nil, s.wrap("latest readings", err)
+			return nil, store.Unavailable("latest readings", err)
 		}
 		out = append(out, st)
 	}
-	return out, s.wrapIf("latest readings", rows.Err())
+	return out, store.Unavailable("latest readings", rows.Err())
 }
 
-func scanSQLiteReading(rows *sql.Rows, device string) (Stored, error) {
-	var st Stored
+func scanSQLiteReading(rows *sql.Rows, device string) (store.Stored, error) {
+	var st store.Stored
 	var stream, seq, ts, recv int64
 	var labels sql.NullString
 	if err := rows.Scan(&stream, &seq, &st.Sensor, &ts, &st.Value, &st.Unit, &labels, &st.Unsynced, &recv); err != nil {
@@ -592,26 +560,19 @@ func scanSQLiteReading(rows *sql.Rows, device string) (Stored, error) {
 }
 
 // Gaps returns what never arrived of each stream of the device.
-func (s *SQLite) Gaps(ctx context.Context, device string) ([]StreamGaps, error) {
+func (s *SQLite) Gaps(ctx context.Context, device string) ([]store.StreamGaps, error) {
 	dropped, err := s.droppedRanges(ctx, device)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, islandsSQL("?"), device)
+	rows, err := s.db.QueryContext(ctx, store.IslandsSQL("?"), device)
 	if err != nil {
-		return nil, s.wrap("find gaps", err)
+		return nil, store.Unavailable("find gaps", err)
 	}
 	defer rows.Close()
-	var is []island
-	for rows.Next() {
-		var st, from, to int64
-		if err := rows.Scan(&st, &from, &to); err != nil {
-			return nil, s.wrap("find gaps", err)
-		}
-		is = append(is, island{reading.StreamID(st), uint64(from), uint64(to)})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.wrap("find gaps", err)
+	is, err := store.ScanIslands(rows)
+	if err != nil {
+		return nil, store.Unavailable("find gaps", err)
 	}
 	dead, err := s.deadLettered(ctx, device)
 	if err != nil {
@@ -621,11 +582,11 @@ func (s *SQLite) Gaps(ctx context.Context, device string) ([]StreamGaps, error) 
 	if err != nil {
 		return nil, err
 	}
-	return buildGaps(is, dropped, dead, conflicts), nil
+	return store.BuildGaps(is, dropped, dead, conflicts), nil
 }
 
 // Readings calls fn for each reading of q, in device time order.
-func (s *SQLite) Readings(ctx context.Context, q Query, fn func(*Stored) error) error {
+func (s *SQLite) Readings(ctx context.Context, q store.Query, fn func(*store.Stored) error) error {
 	sqlText := `SELECT stream, seq, sensor, ts, value, unit, labels, unsynced, received_at FROM readings WHERE device_id = ?`
 	args := []any{q.Device}
 	if q.Sensor != "" {
@@ -640,35 +601,35 @@ func (s *SQLite) Readings(ctx context.Context, q Query, fn func(*Stored) error) 
 		sqlText += ` AND ts < ?`
 		args = append(args, micros(q.To))
 	}
-	if q.Clock != ClockAll {
+	if q.Clock != store.ClockAll {
 		sqlText += ` AND unsynced = ?`
-		args = append(args, q.Clock == ClockUnsynced)
+		args = append(args, q.Clock == store.ClockUnsynced)
 	}
 	sqlText += ` ORDER BY ts, stream, seq`
 	rows, err := s.db.QueryContext(ctx, sqlText, args...)
 	if err != nil {
-		return s.wrap("query readings", err)
+		return store.Unavailable("query readings", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		st, err := scanSQLiteReading(rows, q.Device)
 		if err != nil {
-			return s.wrap("query readings", err)
+			return store.Unavailable("query readings", err)
 		}
 		if err := fn(&st); err != nil {
 			return err
 		}
 	}
-	return s.wrapIf("query readings", rows.Err())
+	return store.Unavailable("query readings", rows.Err())
 }
 
 // Reject keeps a message that can never be stored.
-func (s *SQLite) Reject(ctx context.Context, m Rejected) error {
+func (s *SQLite) Reject(ctx context.Context, m store.Rejected) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, err := s.db.ExecContext(ctx, `INSERT INTO rejected_messages (topic, device_id, error, line, payload, received_at)
 		VALUES (?, ?, ?, ?, ?, ?)`, m.Topic, m.Device, m.Err, m.Line, m.Payload, micros(m.ReceivedAt))
-	return s.wrapIf("keep rejected message", err)
+	return store.Unavailable("keep rejected message", err)
 }
 
 // deadLettered returns the ranges the device last reported dead-lettered.
@@ -676,24 +637,24 @@ func (s *SQLite) deadLettered(ctx context.Context, device string) (map[reading.S
 	var raw sql.NullString
 	err := s.db.QueryRowContext(ctx, `SELECT dead_letter_ranges FROM devices WHERE id = ?`, device).Scan(&raw)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, s.wrap("read dead-letter ranges", err)
+		return nil, store.Unavailable("read dead-letter ranges", err)
 	}
-	return deadLetterRanges([]byte(raw.String)), nil
+	return store.DeadLetterRanges([]byte(raw.String)), nil
 }
 
 // conflictRows returns the device's newest conflicts, per stream.
-func (s *SQLite) conflictRows(ctx context.Context, device string) (map[reading.StreamID][]Conflict, error) {
+func (s *SQLite) conflictRows(ctx context.Context, device string) (map[reading.StreamID][]store.Conflict, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT stream, seq, sensor, ts, value, unit, unsynced, received_at,
 		stored_sensor, stored_ts, stored_value, stored_unit, stored_unsynced
-		FROM conflicts WHERE device_id = ? ORDER BY id DESC LIMIT ?`, device, maxConflictsShown)
+		FROM conflicts WHERE device_id = ? ORDER BY id DESC LIMIT ?`, device, store.MaxConflictsShown)
 	if err != nil {
-		return nil, s.wrap("list conflicts", err)
+		return nil, store.Unavailable("list conflicts", err)
 	}
 	defer rows.Close()
-	out := map[reading.StreamID][]Conflict{}
+	out := map[reading.StreamID][]store.Conflict{}
 	for rows.Next() {
 		var stream, seq, ts, recv int64
-		var c Conflict
+		var c store.Conflict
 		var unsynced bool
 		var ss, su sql.NullString
 		var sts sql.NullInt64
@@ -701,17 +662,17 @@ func (s *SQLite) conflictRows(ctx context.Context, device string) (map[reading.S
 		var sunsynced sql.NullBool
 		if err := rows.Scan(&stream, &seq, &c.Received.Sensor, &ts, &c.Received.Value, &c.Received.Unit, &unsynced, &recv,
 			&ss, &sts, &sv, &su, &sunsynced); err != nil {
-			return nil, s.wrap("list conflicts", err)
+			return nil, store.Unavailable("list conflicts", err)
 		}
 		c.Seq, c.ReceivedAt = uint64(seq), fromMicros(recv)
-		c.Received.Timestamp, c.Received.Clock = fromMicros(ts), clockOf(unsynced)
+		c.Received.Timestamp, c.Received.Clock = fromMicros(ts), store.ClockOf(unsynced)
 		if ss.Valid && sts.Valid && sv.Valid && su.Valid && sunsynced.Valid {
-			c.Stored = &ConflictVersion{Sensor: ss.String, Value: sv.Float64, Unit: su.String, Timestamp: fromMicros(sts.Int64), Clock: clockOf(sunsynced.Bool)}
+			c.Stored = &store.ConflictVersion{Sensor: ss.String, Value: sv.Float64, Unit: su.String, Timestamp: fromMicros(sts.Int64), Clock: store.ClockOf(sunsynced.Bool)}
 		}
 		out[reading.StreamID(stream)] = append(out[reading.StreamID(stream)], c)
 	}
-	return out, s.wrapIf("list conflicts", rows.Err())
+	return out, store.Unavailable("list conflicts", rows.Err())
 }
 
 // Interface guard.
-var _ Store = (*SQLite)(nil)
+var _ store.Store = (*SQLite)(nil)

@@ -1,4 +1,4 @@
-package receiver
+package postgres
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/receiver/store"
 )
 
 // The staging rows are encoded here in PostgreSQL's binary COPY format
@@ -21,7 +22,7 @@ import (
 // as version 1 and the encoding/json text), so what is stored is the same.
 
 // copyStagingSQL copies binary rows into the staging table.
-const copyStagingSQL = `COPY staging (idx, stream, seq, sensor, ts, value, unit, labels, unsynced) FROM STDIN BINARY`
+const copyStagingSQL = `COPY staging (fate, stream, seq, sensor, ts, value, unit, labels, unsynced) FROM STDIN BINARY`
 
 // copySignature starts a binary COPY stream: the signature, flags 0 and
 // no header extension.
@@ -34,7 +35,7 @@ var copyBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // copyRows encodes the staging rows rs[write[j]] (fate fates[write[j]])
 // into buf as one binary COPY stream.
-func copyRows(buf *bytes.Buffer, rs []reading.Reading, fates []fate, write []int) error {
+func copyRows(buf *bytes.Buffer, rs []reading.Reading, fates []store.Fate, write []int) error {
 	buf.Reset()
 	buf.Grow(len(copySignature) + len(write)*96 + 2)
 	b := append(buf.AvailableBuffer(), copySignature...)

@@ -1,13 +1,21 @@
-package receiver
+package store_test
 
 import (
 	"slices"
 	"testing"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/receiver/store"
+	"github.com/outpost-iot/outpost/receiver/store/storetest"
 )
 
-// TestDedupeFastPath checks that dedupe gives the same first occurrences
+// The conformance suite's readings: mk(device, stream, from, to).
+var (
+	mk         = storetest.Readings
+	testStream = storetest.Stream
+)
+
+// TestDedupeFastPath checks that Dedupe gives the same first occurrences
 // and fates whether or not a batch takes the path without a map (each
 // stream's seqs rising, at most four streams).
 func TestDedupeFastPath(t *testing.T) {
@@ -28,20 +36,20 @@ func TestDedupeFastPath(t *testing.T) {
 		{"falling seqs", cat(mk("pi-07", testStream, 6, 9), mk("pi-07", testStream, 1, 5)), false},
 	}
 	for _, c := range cases {
-		if got := increasing(c.rs); got != c.fast {
+		if got := store.Increasing(c.rs); got != c.fast {
 			t.Errorf("%s: increasing() = %v; want %v", c.name, got, c.fast)
 		}
-		first, fates := dedupe(c.rs)
+		first, fates := store.Dedupe(c.rs)
 		// Reference: the first occurrence of each key by a map.
-		seen := map[seqKey]int{}
+		seen := map[store.Key]int{}
 		var wantFirst []int
-		wantFates := make([]fate, len(c.rs))
+		wantFates := make([]store.Fate, len(c.rs))
 		for i, r := range c.rs {
-			k := seqKey{r.Stream, r.Seq}
+			k := store.Key{Stream: r.Stream, Seq: r.Seq}
 			if j, ok := seen[k]; ok {
-				wantFates[i] = classify(&c.rs[j], &c.rs[i])
-				if wantFates[i] == fateCorrected {
-					wantFates[i] = fateConflict
+				wantFates[i] = store.Classify(&c.rs[j], &c.rs[i])
+				if wantFates[i] == store.FateCorrected {
+					wantFates[i] = store.FateConflict
 				}
 				continue
 			}

@@ -1,8 +1,14 @@
-package receiver
+// Package postgres is the receiver's store for fleets: PostgreSQL through
+// a pgx connection pool, its schema in versioned migrations embedded in
+// the binary and applied under an advisory lock (several replicas may
+// start at once), batches written through binary COPY. It passes the
+// conformance suite of receiver/store/storetest.
+package postgres
 
 import (
 	"bytes"
 	"context"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +19,13 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/receiver/store"
 )
+
+// migrations are the schema's versions, applied in order by Migrate.
+//
+//go:embed migrations/*.sql
+var migrations embed.FS
 
 // migrationLockKey is the pg_advisory_lock key under which one replica
 // migrates while the others wait ("outpost!" as a big-endian int64).
@@ -26,17 +38,17 @@ type Postgres struct {
 	pool *pgxpool.Pool
 }
 
-// stagingSQL creates the per-connection staging table; its idx column
-// holds the fate of each staged reading. ON COMMIT DELETE
+// stagingSQL creates the per-connection staging table; its fate column
+// holds the store.Fate of each staged reading. ON COMMIT DELETE
 // ROWS empties it at the end of every transaction, committed or not.
 const stagingSQL = `CREATE TEMP TABLE IF NOT EXISTS staging (
-	idx int NOT NULL, stream bigint NOT NULL, seq bigint NOT NULL, sensor text NOT NULL,
+	fate int NOT NULL, stream bigint NOT NULL, seq bigint NOT NULL, sensor text NOT NULL,
 	ts timestamptz NOT NULL, value double precision NOT NULL, unit text NOT NULL,
 	labels jsonb, unsynced boolean NOT NULL) ON COMMIT DELETE ROWS`
 
-// OpenPostgres connects a pool to the database at url (postgres://…). It
-// does not migrate; call Migrate.
-func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
+// Open connects a pool to the database at url (postgres://…). It does
+// not migrate; call Migrate.
+func Open(ctx context.Context, url string) (*Postgres, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
@@ -58,53 +70,44 @@ func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 // Close closes the pool.
 func (p *Postgres) Close() { p.pool.Close() }
 
-// wrap says what failed; database failures are ErrUnavailable to the
-// caller, who answers 503 and lets the device retry.
-func (p *Postgres) wrap(op string, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
-}
-
 // Migrate applies the embedded migrations not applied yet, under an
 // advisory lock: when several replicas start at once, one migrates and
 // the others wait, then find nothing left to do.
 func (p *Postgres) Migrate(ctx context.Context) error {
-	ms, err := loadMigrations("postgres")
+	ms, err := store.LoadMigrations(migrations, "migrations")
 	if err != nil {
 		return err
 	}
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
-		return p.wrap("migrate", err)
+		return store.Unavailable("migrate", err)
 	}
 	defer conn.Release()
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(migrationLockKey)); err != nil {
-		return p.wrap("take the migration lock", err)
+		return store.Unavailable("take the migration lock", err)
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrationLockKey))
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return p.wrap("create schema_migrations", err)
+		return store.Unavailable("create schema_migrations", err)
 	}
 	for _, m := range ms {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			var n int
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, m.version).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, m.Version).Scan(&n); err != nil {
 				return err
 			}
 			if n > 0 {
 				return nil
 			}
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name)
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("apply migration %s: %w", m.name, err)
+			return fmt.Errorf("apply migration %s: %w", m.Name, err)
 		}
 	}
 	return nil
@@ -112,7 +115,7 @@ func (p *Postgres) Migrate(ctx context.Context) error {
 
 // Ready reports whether the database answers and is fully migrated.
 func (p *Postgres) Ready(ctx context.Context) error {
-	ms, err := loadMigrations("postgres")
+	ms, err := store.LoadMigrations(migrations, "migrations")
 	if err != nil {
 		return err
 	}
@@ -120,17 +123,17 @@ func (p *Postgres) Ready(ctx context.Context) error {
 	err = p.pool.QueryRow(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&v)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
-		return fmt.Errorf("%w: no schema_migrations table", ErrNotMigrated)
+		return fmt.Errorf("%w: no schema_migrations table", store.ErrNotMigrated)
 	}
 	if err != nil {
-		return p.wrap("check schema version", err)
+		return store.Unavailable("check schema version", err)
 	}
 	if v == nil || int(*v) < len(ms) {
 		have := 0
 		if v != nil {
 			have = int(*v)
 		}
-		return fmt.Errorf("%w: at version %d, want %d", ErrNotMigrated, have, len(ms))
+		return fmt.Errorf("%w: at version %d, want %d", store.ErrNotMigrated, have, len(ms))
 	}
 	return nil
 }
@@ -146,7 +149,7 @@ const storedRangeSQL = `SELECT seq, sensor, ts, value, unit, unsynced FROM readi
 // are dense, one range query over them (one index range scan, three
 // scalars to send); the keys of sparse streams in one query probing each
 // key.
-func queueStoredKeys(q *pgx.Batch, device string, rs []reading.Reading, first []int, fates []fate) {
+func queueStoredKeys(q *pgx.Batch, device string, rs []reading.Reading, first []int, fates []store.Fate) {
 	type span struct {
 		stream reading.StreamID
 		lo, hi uint64
@@ -202,7 +205,7 @@ func queueStoredKeys(q *pgx.Batch, device string, rs []reading.Reading, first []
 					return err
 				}
 				if i := at[uint64(seq)-lo]; i >= 0 {
-					fates[i] = classify(&st, &rs[i])
+					fates[i] = store.Classify(&st, &rs[i])
 				}
 			}
 			return rows.Err()
@@ -224,7 +227,7 @@ func queueStoredKeys(q *pgx.Batch, device string, rs []reading.Reading, first []
 			if err := rows.Scan(&idx, &st.Sensor, &st.Time, &st.Value, &st.Unit, &st.Unsynced); err != nil {
 				return err
 			}
-			fates[idx] = classify(&st, &rs[idx])
+			fates[idx] = store.Classify(&st, &rs[idx])
 		}
 		return rows.Err()
 	})
@@ -244,25 +247,25 @@ const storedKeysSQL = `SELECT k.idx, r.sensor, r.ts, r.value, r.unit, r.unsynced
 var errRace = errors.New("concurrent insert of the same keys")
 
 // Ingest stores a batch in one transaction.
-func (p *Postgres) Ingest(ctx context.Context, device string, b *Batch) (Result, error) {
+func (p *Postgres) Ingest(ctx context.Context, device string, b *store.Batch) (store.Result, error) {
 	for attempt := 1; ; attempt++ {
 		res, err := p.ingest(ctx, device, b)
 		if errors.Is(err, errRace) && attempt < 5 {
 			continue
 		}
 		if err != nil {
-			return Result{}, p.wrap("ingest batch", err)
+			return store.Result{}, store.Unavailable("ingest batch", err)
 		}
 		return res, nil
 	}
 }
 
-func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (res Result, err error) {
+func (p *Postgres) ingest(ctx context.Context, device string, b *store.Batch) (res store.Result, err error) {
 	rs := b.Readings
-	first, fates := dedupe(rs)
+	first, fates := store.Dedupe(rs)
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
-		return Result{}, err
+		return store.Result{}, err
 	}
 	// A connection left inside a transaction (a failed rollback) is not
 	// idle, and the pool closes it instead of reusing it.
@@ -281,56 +284,79 @@ func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (res Res
 	begin.Queue("begin")
 	queueStoredKeys(begin, device, rs, first, fates)
 	if err := c.SendBatch(ctx, begin).Close(); err != nil {
-		return Result{}, fmt.Errorf("find stored keys: %w", err)
+		return store.Result{}, fmt.Errorf("find stored keys: %w", err)
 	}
-	// What must be written (new readings, corrections, conflicts) goes
-	// through COPY into the staging table; a batch of duplicates
-	// writes nothing but its accounting.
+	n, err := stage(ctx, c, rs, fates)
+	if err != nil {
+		return store.Result{}, err
+	}
+	if err := commitStaged(ctx, c, device, b, fates, n); err != nil {
+		return store.Result{}, err
+	}
+	return store.Tally(rs, fates), nil
+}
+
+// staged counts the readings of a batch in the staging table, by fate.
+type staged struct{ new, corrected, conflicts int }
+
+// stage COPYs what must be written (new readings, corrections, conflicts)
+// into the staging table; a batch of duplicates writes nothing but its
+// accounting.
+func stage(ctx context.Context, c *pgx.Conn, rs []reading.Reading, fates []store.Fate) (staged, error) {
 	var write []int
-	var nNew, nCorrected, nConflict int
+	var n staged
 	for i, f := range fates {
 		switch f {
-		case fateNew:
-			nNew++
-		case fateCorrected:
-			nCorrected++
-		case fateConflict:
-			nConflict++
+		case store.FateNew:
+			n.new++
+		case store.FateCorrected:
+			n.corrected++
+		case store.FateConflict:
+			n.conflicts++
 		default:
 			continue
 		}
 		write = append(write, i)
 	}
-	if len(write) > 0 {
-		buf := copyBufs.Get().(*bytes.Buffer)
-		defer copyBufs.Put(buf)
-		if err := copyRows(buf, rs, fates, write); err != nil {
-			return Result{}, err
-		}
-		if _, err := c.PgConn().CopyFrom(ctx, buf, copyStagingSQL); err != nil {
-			return Result{}, fmt.Errorf("copy into staging: %w", err)
-		}
+	if len(write) == 0 {
+		return n, nil
 	}
+	buf := copyBufs.Get().(*bytes.Buffer)
+	defer copyBufs.Put(buf)
+	if err := copyRows(buf, rs, fates, write); err != nil {
+		return staged{}, err
+	}
+	if _, err := c.PgConn().CopyFrom(ctx, buf, copyStagingSQL); err != nil {
+		return staged{}, fmt.Errorf("copy into staging: %w", err)
+	}
+	return n, nil
+}
+
+// commitStaged moves the staged readings where their fates say, updates
+// the accounting of the batch's streams, dropped ranges and device, and
+// commits. It returns errRace when another transaction stored or
+// corrected some of the batch's keys since they were looked up.
+func commitStaged(ctx context.Context, c *pgx.Conn, device string, b *store.Batch, fates []store.Fate, n staged) error {
 	batch := &pgx.Batch{}
 	var inserted, corrected *pgconn.CommandTag
-	if nNew > 0 {
+	if n.new > 0 {
 		batch.Queue(`INSERT INTO readings
 			(device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at)
-			SELECT $1, stream, seq, sensor, ts, value, unit, labels, unsynced, $2 FROM staging WHERE idx = $3
-			ON CONFLICT DO NOTHING`, device, b.ReceivedAt, int32(fateNew)).Exec(func(ct pgconn.CommandTag) error {
+			SELECT $1, stream, seq, sensor, ts, value, unit, labels, unsynced, $2 FROM staging WHERE fate = $3
+			ON CONFLICT DO NOTHING`, device, b.ReceivedAt, int32(store.FateNew)).Exec(func(ct pgconn.CommandTag) error {
 			inserted = &ct
 			return nil
 		})
 	}
-	if nCorrected > 0 {
+	if n.corrected > 0 {
 		batch.Queue(`UPDATE readings r SET ts = s.ts, unsynced = false, received_at = $2
-			FROM staging s WHERE s.idx = $3 AND r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq AND r.unsynced`,
-			device, b.ReceivedAt, int32(fateCorrected)).Exec(func(ct pgconn.CommandTag) error {
+			FROM staging s WHERE s.fate = $3 AND r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq AND r.unsynced`,
+			device, b.ReceivedAt, int32(store.FateCorrected)).Exec(func(ct pgconn.CommandTag) error {
 			corrected = &ct
 			return nil
 		})
 	}
-	if nConflict > 0 {
+	if n.conflicts > 0 {
 		// Both versions: what arrived, and what is stored (inserted
 		// above when the batch itself holds the first version).
 		batch.Queue(`INSERT INTO conflicts (device_id, stream, seq, sensor, ts, value, unit, labels, unsynced, received_at,
@@ -338,16 +364,16 @@ func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (res Res
 			SELECT $1, s.stream, s.seq, s.sensor, s.ts, s.value, s.unit, s.labels, s.unsynced, $2,
 				r.sensor, r.ts, r.value, r.unit, r.unsynced
 			FROM staging s LEFT JOIN readings r ON r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq
-			WHERE s.idx = $3`,
-			device, b.ReceivedAt, int32(fateConflict))
+			WHERE s.fate = $3`,
+			device, b.ReceivedAt, int32(store.FateConflict))
 	}
-	for _, d := range streamDeltas(rs, fates) {
+	for _, d := range store.StreamDeltas(b.Readings, fates) {
 		batch.Queue(`INSERT INTO streams AS s (device_id, stream, highest_seq, received, first_received_at, last_received_at, conflicts, corrected)
 			VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
 			ON CONFLICT (device_id, stream) DO UPDATE SET highest_seq = greatest(s.highest_seq, excluded.highest_seq),
 			received = s.received + excluded.received, last_received_at = excluded.last_received_at,
 			conflicts = s.conflicts + excluded.conflicts, corrected = s.corrected + excluded.corrected`,
-			device, int64(d.stream), int64(d.highestSeq), d.added, b.ReceivedAt, d.conflicts, d.corrected)
+			device, int64(d.Stream), int64(d.HighestSeq), d.Added, b.ReceivedAt, d.Conflicts, d.Corrected)
 	}
 	for _, d := range b.Dropped {
 		batch.Queue(`INSERT INTO dropped_ranges (device_id, stream, seq_from, seq_to, received_at)
@@ -358,32 +384,32 @@ func (p *Postgres) ingest(ctx context.Context, device string, b *Batch) (res Res
 	// these statements, and COMMIT goes in their round trip: if one of
 	// them fails, the server skips the rest, COMMIT included.
 	var commit *pgconn.CommandTag
-	if nNew == 0 && nCorrected == 0 {
+	if n.new == 0 && n.corrected == 0 {
 		batch.Queue("commit").Exec(func(ct pgconn.CommandTag) error {
 			commit = &ct
 			return nil
 		})
 	}
 	if err := c.SendBatch(ctx, batch).Close(); err != nil {
-		return Result{}, fmt.Errorf("store batch: %w", err)
+		return fmt.Errorf("store batch: %w", err)
 	}
 	if commit == nil {
 		// Another transaction stored or corrected some of these keys
 		// since they were looked up (another replica, a redelivery): run
 		// again.
-		if (inserted != nil && int(inserted.RowsAffected()) != nNew) || (corrected != nil && int(corrected.RowsAffected()) != nCorrected) {
-			return Result{}, errRace
+		if (inserted != nil && int(inserted.RowsAffected()) != n.new) || (corrected != nil && int(corrected.RowsAffected()) != n.corrected) {
+			return errRace
 		}
 		ct, err := c.Exec(ctx, "commit")
 		if err != nil {
-			return Result{}, fmt.Errorf("commit: %w", err)
+			return fmt.Errorf("commit: %w", err)
 		}
 		commit = &ct
 	}
 	if commit.String() != "COMMIT" {
-		return Result{}, fmt.Errorf("commit: %w", pgx.ErrTxCommitRollback)
+		return fmt.Errorf("commit: %w", pgx.ErrTxCommitRollback)
 	}
-	return tally(rs, fates), nil
+	return nil
 }
 
 // Authenticate returns the device whose token hashes to tokenHash.
@@ -393,28 +419,28 @@ func (p *Postgres) Authenticate(ctx context.Context, tokenHash []byte) (string, 
 	var revoked *time.Time
 	err := p.pool.QueryRow(ctx, `SELECT id, token_hash, revoked_at FROM devices WHERE token_hash = $1`, tokenHash).Scan(&id, &stored, &revoked)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return "", ErrUnknownToken
+		return "", store.ErrUnknownToken
 	}
 	if err != nil {
-		return "", p.wrap("authenticate", err)
+		return "", store.Unavailable("authenticate", err)
 	}
-	if !hashesEqual(stored, tokenHash) {
-		return "", ErrUnknownToken
+	if !store.HashesEqual(stored, tokenHash) {
+		return "", store.ErrUnknownToken
 	}
 	if revoked != nil {
-		return "", ErrRevoked
+		return "", store.ErrRevoked
 	}
 	return id, nil
 }
 
 // SaveStatus keeps status as the device's last heartbeat.
 func (p *Postgres) SaveStatus(ctx context.Context, device string, status []byte, at time.Time) error {
-	dl, _ := statusDeadLetters(status)
+	dl, _ := store.StatusDeadLetters(status)
 	_, err := p.pool.Exec(ctx, `UPDATE devices SET last_status = $2, last_status_at = $3, last_seen = $3,
 		dead_letter_ranges = coalesce($4::jsonb, dead_letter_ranges) WHERE id = $1`,
 		device, string(status), at, dl)
 	if err != nil {
-		return p.wrap("save status", err)
+		return store.Unavailable("save status", err)
 	}
 	return nil
 }
@@ -424,10 +450,10 @@ func (p *Postgres) AddDevice(ctx context.Context, id string, tokenHash []byte, a
 	_, err := p.pool.Exec(ctx, `INSERT INTO devices (id, token_hash, created_at) VALUES ($1, $2, $3)`, id, tokenHash, at)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
-		return fmt.Errorf("%w: %s", ErrDeviceExists, id)
+		return fmt.Errorf("%w: %s", store.ErrDeviceExists, id)
 	}
 	if err != nil {
-		return p.wrap("add device", err)
+		return store.Unavailable("add device", err)
 	}
 	return nil
 }
@@ -436,39 +462,39 @@ func (p *Postgres) AddDevice(ctx context.Context, id string, tokenHash []byte, a
 func (p *Postgres) RevokeDevice(ctx context.Context, id string, at time.Time) error {
 	tag, err := p.pool.Exec(ctx, `UPDATE devices SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1`, id, at)
 	if err != nil {
-		return p.wrap("revoke device", err)
+		return store.Unavailable("revoke device", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("%w: %s", ErrUnknownDevice, id)
+		return fmt.Errorf("%w: %s", store.ErrUnknownDevice, id)
 	}
 	return nil
 }
 
 // Devices lists the devices with their stream accounting.
-func (p *Postgres) Devices(ctx context.Context) ([]Device, error) {
+func (p *Postgres) Devices(ctx context.Context) ([]store.Device, error) {
 	rows, err := p.pool.Query(ctx, `SELECT id, created_at, revoked_at, last_seen, last_status::text, last_status_at FROM devices ORDER BY id`)
 	if err != nil {
-		return nil, p.wrap("list devices", err)
+		return nil, store.Unavailable("list devices", err)
 	}
-	var out []Device
+	var out []store.Device
 	for rows.Next() {
-		var d Device
+		var d store.Device
 		var status *string
 		if err := rows.Scan(&d.ID, &d.Created, &d.Revoked, &d.LastSeen, &status, &d.LastStatusAt); err != nil {
 			rows.Close()
-			return nil, p.wrap("list devices", err)
+			return nil, store.Unavailable("list devices", err)
 		}
 		d.Created = d.Created.UTC()
 		d.Revoked, d.LastSeen, d.LastStatusAt = utcPtr(d.Revoked), utcPtr(d.LastSeen), utcPtr(d.LastStatusAt)
 		if status != nil {
 			d.LastStatus = json.RawMessage(*status)
-			d.Clock = heartbeatClock(d.LastStatus)
+			d.Clock = store.HeartbeatClock(d.LastStatus)
 		}
 		out = append(out, d)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, p.wrap("list devices", err)
+		return nil, store.Unavailable("list devices", err)
 	}
 	for i := range out {
 		if out[i].Streams, err = p.streamSummaries(ctx, out[i].ID); err != nil {
@@ -486,7 +512,7 @@ func utcPtr(t *time.Time) *time.Time {
 	return &u
 }
 
-func (p *Postgres) streamSummaries(ctx context.Context, device string) ([]StreamSummary, error) {
+func (p *Postgres) streamSummaries(ctx context.Context, device string) ([]store.StreamSummary, error) {
 	dropped, err := p.droppedRanges(ctx, device)
 	if err != nil {
 		return nil, err
@@ -498,22 +524,12 @@ func (p *Postgres) streamSummaries(ctx context.Context, device string) ([]Stream
 	rows, err := p.pool.Query(ctx, `SELECT stream, highest_seq, received, conflicts, corrected FROM streams
 		WHERE device_id = $1 ORDER BY first_received_at, stream`, device)
 	if err != nil {
-		return nil, p.wrap("list streams", err)
+		return nil, store.Unavailable("list streams", err)
 	}
 	defer rows.Close()
-	out := []StreamSummary{}
-	for rows.Next() {
-		var stream, highest, received, conflicts, corrected int64
-		if err := rows.Scan(&stream, &highest, &received, &conflicts, &corrected); err != nil {
-			return nil, p.wrap("list streams", err)
-		}
-		st := reading.StreamID(stream)
-		sum := summarize(st, uint64(highest), uint64(received), dropped[st], dead[st])
-		sum.Conflicts, sum.Corrected = uint64(conflicts), uint64(corrected)
-		out = append(out, sum)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, p.wrap("list streams", err)
+	out, err := store.ScanSummaries(rows, dropped, dead)
+	if err != nil {
+		return nil, store.Unavailable("list streams", err)
 	}
 	return out, nil
 }
@@ -521,27 +537,20 @@ func (p *Postgres) streamSummaries(ctx context.Context, device string) ([]Stream
 func (p *Postgres) droppedRanges(ctx context.Context, device string) (map[reading.StreamID][][2]uint64, error) {
 	rows, err := p.pool.Query(ctx, `SELECT stream, seq_from, seq_to FROM dropped_ranges WHERE device_id = $1 ORDER BY stream, seq_from`, device)
 	if err != nil {
-		return nil, p.wrap("list dropped ranges", err)
+		return nil, store.Unavailable("list dropped ranges", err)
 	}
 	defer rows.Close()
-	out := map[reading.StreamID][][2]uint64{}
-	for rows.Next() {
-		var st, from, to int64
-		if err := rows.Scan(&st, &from, &to); err != nil {
-			return nil, p.wrap("list dropped ranges", err)
-		}
-		out[reading.StreamID(st)] = append(out[reading.StreamID(st)], [2]uint64{uint64(from), uint64(to)})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, p.wrap("list dropped ranges", err)
+	out, err := store.ScanRanges(rows)
+	if err != nil {
+		return nil, store.Unavailable("list dropped ranges", err)
 	}
 	return out, nil
 }
 
 const pgReadingColumns = `stream, seq, sensor, ts, value, unit, labels, unsynced, received_at`
 
-func scanPgReading(rows pgx.Rows, device string) (Stored, error) {
-	var st Stored
+func scanPgReading(rows pgx.Rows, device string) (store.Stored, error) {
+	var st store.Stored
 	var stream, seq int64
 	if err := rows.Scan(&stream, &seq, &st.Sensor, &st.Time, &st.Value, &st.Unit, &st.Labels, &st.Unsynced, &st.ReceivedAt); err != nil {
 		return st, err
@@ -552,48 +561,41 @@ func scanPgReading(rows pgx.Rows, device string) (Stored, error) {
 }
 
 // Latest returns the newest reading of each sensor of the device.
-func (p *Postgres) Latest(ctx context.Context, device string) ([]Stored, error) {
+func (p *Postgres) Latest(ctx context.Context, device string) ([]store.Stored, error) {
 	rows, err := p.pool.Query(ctx, `SELECT DISTINCT ON (sensor) `+pgReadingColumns+`
 		FROM readings WHERE device_id = $1 ORDER BY sensor, ts DESC, seq DESC`, device)
 	if err != nil {
-		return nil, p.wrap("latest readings", err)
+		return nil, store.Unavailable("latest readings", err)
 	}
 	defer rows.Close()
-	out := []Stored{}
+	out := []store.Stored{}
 	for rows.Next() {
 		st, err := scanPgReading(rows, device)
 		if err != nil {
-			return nil, p.wrap("latest readings", err)
+			return nil, store.Unavailable("latest readings", err)
 		}
 		out = append(out, st)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, p.wrap("latest readings", err)
+		return nil, store.Unavailable("latest readings", err)
 	}
 	return out, nil
 }
 
 // Gaps returns what never arrived of each stream of the device.
-func (p *Postgres) Gaps(ctx context.Context, device string) ([]StreamGaps, error) {
+func (p *Postgres) Gaps(ctx context.Context, device string) ([]store.StreamGaps, error) {
 	dropped, err := p.droppedRanges(ctx, device)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := p.pool.Query(ctx, islandsSQL("$1"), device)
+	rows, err := p.pool.Query(ctx, store.IslandsSQL("$1"), device)
 	if err != nil {
-		return nil, p.wrap("find gaps", err)
+		return nil, store.Unavailable("find gaps", err)
 	}
 	defer rows.Close()
-	var is []island
-	for rows.Next() {
-		var st, from, to int64
-		if err := rows.Scan(&st, &from, &to); err != nil {
-			return nil, p.wrap("find gaps", err)
-		}
-		is = append(is, island{reading.StreamID(st), uint64(from), uint64(to)})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, p.wrap("find gaps", err)
+	is, err := store.ScanIslands(rows)
+	if err != nil {
+		return nil, store.Unavailable("find gaps", err)
 	}
 	dead, err := p.deadLettered(ctx, device)
 	if err != nil {
@@ -603,11 +605,11 @@ func (p *Postgres) Gaps(ctx context.Context, device string) ([]StreamGaps, error
 	if err != nil {
 		return nil, err
 	}
-	return buildGaps(is, dropped, dead, conflicts), nil
+	return store.BuildGaps(is, dropped, dead, conflicts), nil
 }
 
 // Readings calls fn for each reading of q, in device time order.
-func (p *Postgres) Readings(ctx context.Context, q Query, fn func(*Stored) error) error {
+func (p *Postgres) Readings(ctx context.Context, q store.Query, fn func(*store.Stored) error) error {
 	sqlText := `SELECT ` + pgReadingColumns + ` FROM readings WHERE device_id = $1`
 	args := []any{q.Device}
 	if q.Sensor != "" {
@@ -622,37 +624,37 @@ func (p *Postgres) Readings(ctx context.Context, q Query, fn func(*Stored) error
 		args = append(args, q.To)
 		sqlText += fmt.Sprintf(` AND ts < $%d`, len(args))
 	}
-	if q.Clock != ClockAll {
-		args = append(args, q.Clock == ClockUnsynced)
+	if q.Clock != store.ClockAll {
+		args = append(args, q.Clock == store.ClockUnsynced)
 		sqlText += fmt.Sprintf(` AND unsynced = $%d`, len(args))
 	}
 	sqlText += ` ORDER BY ts, stream, seq`
 	rows, err := p.pool.Query(ctx, sqlText, args...)
 	if err != nil {
-		return p.wrap("query readings", err)
+		return store.Unavailable("query readings", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		st, err := scanPgReading(rows, q.Device)
 		if err != nil {
-			return p.wrap("query readings", err)
+			return store.Unavailable("query readings", err)
 		}
 		if err := fn(&st); err != nil {
 			return err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return p.wrap("query readings", err)
+		return store.Unavailable("query readings", err)
 	}
 	return nil
 }
 
 // Reject keeps a message that can never be stored.
-func (p *Postgres) Reject(ctx context.Context, m Rejected) error {
+func (p *Postgres) Reject(ctx context.Context, m store.Rejected) error {
 	_, err := p.pool.Exec(ctx, `INSERT INTO rejected_messages (topic, device_id, error, line, payload, received_at)
 		VALUES ($1, $2, $3, $4, $5, $6)`, m.Topic, m.Device, m.Err, m.Line, m.Payload, m.ReceivedAt)
 	if err != nil {
-		return p.wrap("keep rejected message", err)
+		return store.Unavailable("keep rejected message", err)
 	}
 	return nil
 }
@@ -662,27 +664,27 @@ func (p *Postgres) deadLettered(ctx context.Context, device string) (map[reading
 	var raw *string
 	err := p.pool.QueryRow(ctx, `SELECT dead_letter_ranges::text FROM devices WHERE id = $1`, device).Scan(&raw)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return nil, p.wrap("read dead-letter ranges", err)
+		return nil, store.Unavailable("read dead-letter ranges", err)
 	}
 	if raw == nil {
-		return deadLetterRanges(nil), nil
+		return store.DeadLetterRanges(nil), nil
 	}
-	return deadLetterRanges([]byte(*raw)), nil
+	return store.DeadLetterRanges([]byte(*raw)), nil
 }
 
 // conflictRows returns the device's newest conflicts, per stream.
-func (p *Postgres) conflictRows(ctx context.Context, device string) (map[reading.StreamID][]Conflict, error) {
+func (p *Postgres) conflictRows(ctx context.Context, device string) (map[reading.StreamID][]store.Conflict, error) {
 	rows, err := p.pool.Query(ctx, `SELECT stream, seq, sensor, ts, value, unit, unsynced, received_at,
 		stored_sensor, stored_ts, stored_value, stored_unit, stored_unsynced
-		FROM conflicts WHERE device_id = $1 ORDER BY id DESC LIMIT $2`, device, maxConflictsShown)
+		FROM conflicts WHERE device_id = $1 ORDER BY id DESC LIMIT $2`, device, store.MaxConflictsShown)
 	if err != nil {
-		return nil, p.wrap("list conflicts", err)
+		return nil, store.Unavailable("list conflicts", err)
 	}
 	defer rows.Close()
-	out := map[reading.StreamID][]Conflict{}
+	out := map[reading.StreamID][]store.Conflict{}
 	for rows.Next() {
 		var stream, seq int64
-		var c Conflict
+		var c store.Conflict
 		var ss, su *string
 		var sts *time.Time
 		var sv *float64
@@ -690,20 +692,20 @@ func (p *Postgres) conflictRows(ctx context.Context, device string) (map[reading
 		var unsynced bool
 		if err := rows.Scan(&stream, &seq, &c.Received.Sensor, &c.Received.Timestamp, &c.Received.Value, &c.Received.Unit, &unsynced,
 			&c.ReceivedAt, &ss, &sts, &sv, &su, &sunsynced); err != nil {
-			return nil, p.wrap("list conflicts", err)
+			return nil, store.Unavailable("list conflicts", err)
 		}
 		c.Seq = uint64(seq)
-		c.Received.Timestamp, c.Received.Clock, c.ReceivedAt = c.Received.Timestamp.UTC(), clockOf(unsynced), c.ReceivedAt.UTC()
+		c.Received.Timestamp, c.Received.Clock, c.ReceivedAt = c.Received.Timestamp.UTC(), store.ClockOf(unsynced), c.ReceivedAt.UTC()
 		if ss != nil && sts != nil && sv != nil && su != nil && sunsynced != nil {
-			c.Stored = &ConflictVersion{Sensor: *ss, Value: *sv, Unit: *su, Timestamp: sts.UTC(), Clock: clockOf(*sunsynced)}
+			c.Stored = &store.ConflictVersion{Sensor: *ss, Value: *sv, Unit: *su, Timestamp: sts.UTC(), Clock: store.ClockOf(*sunsynced)}
 		}
 		out[reading.StreamID(stream)] = append(out[reading.StreamID(stream)], c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, p.wrap("list conflicts", err)
+		return nil, store.Unavailable("list conflicts", err)
 	}
 	return out, nil
 }
 
 // Interface guard.
-var _ Store = (*Postgres)(nil)
+var _ store.Store = (*Postgres)(nil)

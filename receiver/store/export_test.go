@@ -1,0 +1,4 @@
+package store
+
+// Increasing exposes increasing to the external tests.
+var Increasing = increasing
