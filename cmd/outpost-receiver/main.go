@@ -147,8 +147,7 @@ func (f *flags) serveConfig() (receiver.Config, error) {
 }
 
 // sizeFlag is a byte count, read by reading.ParseSize as the edge reads
-// its sizes: 16384, 512KiB, 1.5GiB, 64KB. The unit may be written in any
-// case (8mib), as the receiver's flags have always allowed.
+// its sizes: 16384, 512KiB, 1.5GiB, 64KB, with the unit in any case (8mib).
 type sizeFlag reading.Size
 
 // maxSizeFlag bounds a size flag: no limit of a batch needs more.
@@ -157,7 +156,7 @@ const maxSizeFlag = 1 << 40
 func (s sizeFlag) String() string { return reading.Size(s).String() }
 
 func (s *sizeFlag) Set(v string) error {
-	n, err := reading.ParseSize(strings.ReplaceAll(strings.ToUpper(v), "IB", "iB"))
+	n, err := reading.ParseSize(v)
 	if err != nil || n < 0 || n > maxSizeFlag {
 		return errors.New("want a size such as 16384, 512KiB or 8MiB")
 	}
