@@ -13,7 +13,7 @@ import (
 	"runtime"
 	"syscall"
 
-	"github.com/outpost-iot/outpost/daemon"
+	"github.com/outpost-iot/outpost/daemon/config"
 	"github.com/outpost-iot/outpost/drivers/scan"
 )
 
@@ -67,7 +67,7 @@ Commands:
   version                        print the version and the platform it was built for
   help                           print this help
 
-Every command takes --config FILE (default ` + daemon.DefaultConfigPath + `).
+Every command takes --config FILE (default ` + config.DefaultPath + `).
 The spool commands and import go through the running daemon's status socket,
 or open the spool file when no daemon runs.
 `

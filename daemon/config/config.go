@@ -1,6 +1,10 @@
-// Package daemon is the edge daemon: it loads the configuration, wires the
-// sensors, the spool and the uplink together, and runs them under systemd.
-package daemon
+// Package config loads the edge daemon's configuration file
+// (/etc/outpost/outpost.yaml): strict YAML, every key checked, every
+// problem of the file reported at once with its line and key path. The
+// sensors list is decoded by the sampler, which knows each driver's keys;
+// WriteYAML prints the effective configuration back for `outpost config
+// check`.
+package config
 
 import (
 	"bytes"
@@ -18,21 +22,21 @@ import (
 	"github.com/outpost-iot/outpost/internal/reading"
 )
 
-// DefaultConfigPath is where the package installs the configuration.
-const DefaultConfigPath = "/etc/outpost/outpost.yaml"
+// DefaultPath is where the package installs the configuration.
+const DefaultPath = "/etc/outpost/outpost.yaml"
 
 // Config is the edge daemon's configuration (/etc/outpost/outpost.yaml).
 type Config struct {
 	Device  string // default: the host name
-	Spool   SpoolConfig
-	Uplink  UplinkConfig
-	Sensors []SensorBlock
-	Status  StatusConfig
-	Log     LogConfig
+	Spool   Spool
+	Uplink  Uplink
+	Sensors []Sensor
+	Status  Status
+	Log     Log
 }
 
-// SpoolConfig says where and how readings are kept until delivered.
-type SpoolConfig struct {
+// Spool says where and how readings are kept until delivered.
+type Spool struct {
 	Path           string
 	CommitInterval time.Duration // 0 = commit every reading
 	MaxBytes       Size
@@ -40,18 +44,18 @@ type SpoolConfig struct {
 	Policy         string        // drop_oldest or reject_new
 }
 
-// UplinkConfig says how readings leave the device.
-type UplinkConfig struct {
+// Uplink says how readings leave the device.
+type Uplink struct {
 	Kind      string // http or mqtt
-	HTTP      HTTPConfig
-	MQTT      MQTTConfig
-	Batch     BatchConfig
+	HTTP      HTTP
+	MQTT      MQTT
+	Batch     Batch
 	RateLimit float64 // readings/s while draining a backlog; 0 = none
 	Heartbeat time.Duration
 }
 
-// HTTPConfig is the HTTP uplink's: the receiver's base URL and credentials.
-type HTTPConfig struct {
+// HTTP is the HTTP uplink's: the receiver's base URL and credentials.
+type HTTP struct {
 	URL        string
 	TokenFile  string
 	CAFile     string
@@ -59,8 +63,8 @@ type HTTPConfig struct {
 	ClientKey  string
 }
 
-// MQTTConfig is the MQTT uplink's.
-type MQTTConfig struct {
+// MQTT is the MQTT uplink's.
+type MQTT struct {
 	Broker         string
 	Username       string
 	PasswordFile   string
@@ -70,30 +74,30 @@ type MQTTConfig struct {
 	CAFile         string
 }
 
-// BatchConfig bounds what one send carries and how many are in flight.
-type BatchConfig struct {
+// Batch bounds what one send carries and how many are in flight.
+type Batch struct {
 	MaxReadings int
 	MaxBytes    Size
 	InFlight    int
 }
 
-// SensorBlock is one entry of the sensors list: its YAML node (printed
+// Sensor is one entry of the sensors list: its YAML node (printed
 // back by config check) and what the sampler decoded from it, each driver
 // checking its own keys with their lines.
-type SensorBlock struct {
+type Sensor struct {
 	Index int
 	Name  string
 	Node  *yaml.Node
 	Spec  sampler.SensorSpec
 }
 
-// StatusConfig is the local status API's.
-type StatusConfig struct {
+// Status is the local status API's.
+type Status struct {
 	Socket string
 }
 
-// LogConfig is the logger's.
-type LogConfig struct {
+// Log is the logger's.
+type Log struct {
 	Level string // debug, info, warn or error
 }
 
@@ -103,39 +107,39 @@ func Defaults() Config {
 	host, _ := os.Hostname()
 	return Config{
 		Device: host,
-		Spool: SpoolConfig{
+		Spool: Spool{
 			Path:           "/var/lib/outpost/spool.db",
 			CommitInterval: time.Second,
 			MaxBytes:       512 * MiB,
 			Policy:         "drop_oldest",
 		},
-		Uplink: UplinkConfig{
+		Uplink: Uplink{
 			Kind: "http",
-			MQTT: MQTTConfig{
+			MQTT: MQTT{
 				Prefix:         "outpost",
 				Confirm:        "receiver",
 				ReceiptTimeout: 60 * time.Second,
 			},
-			Batch:     BatchConfig{MaxReadings: 500, MaxBytes: 256 * KiB, InFlight: 4},
+			Batch:     Batch{MaxReadings: 500, MaxBytes: 256 * KiB, InFlight: 4},
 			Heartbeat: 60 * time.Second,
 		},
-		Status: StatusConfig{Socket: "/run/outpost/outpost.sock"},
-		Log:    LogConfig{Level: "info"},
+		Status: Status{Socket: "/run/outpost/outpost.sock"},
+		Log:    Log{Level: "info"},
 	}
 }
 
-// LoadConfig reads and checks the configuration file at path. The error
+// Load reads and checks the configuration file at path. The error
 // lists every problem found, each naming the line and the key.
-func LoadConfig(path string) (*Config, error) {
+func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	return ParseConfig(path, data)
+	return Parse(path, data)
 }
 
-// ParseConfig is LoadConfig on the bytes of a file; name is used in errors.
-func ParseConfig(name string, data []byte) (*Config, error) {
+// Parse is Load on the bytes of a file; name is used in errors.
+func Parse(name string, data []byte) (*Config, error) {
 	cfg := Defaults()
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -171,7 +175,7 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 	return &cfg, nil
 }
 
-func (d *nodeDecoder) spool(path string, n *yaml.Node, s *SpoolConfig) {
+func (d *nodeDecoder) spool(path string, n *yaml.Node, s *Spool) {
 	d.fields(n, path, map[string]func(string, *yaml.Node){
 		"path":            d.str(&s.Path),
 		"commit_interval": d.duration(&s.CommitInterval),
@@ -181,7 +185,7 @@ func (d *nodeDecoder) spool(path string, n *yaml.Node, s *SpoolConfig) {
 	})
 }
 
-func (d *nodeDecoder) uplink(path string, n *yaml.Node, u *UplinkConfig) {
+func (d *nodeDecoder) uplink(path string, n *yaml.Node, u *Uplink) {
 	d.fields(n, path, map[string]func(string, *yaml.Node){
 		"kind": d.oneOf(&u.Kind, "http", "mqtt"),
 		"http": func(k string, v *yaml.Node) {
@@ -218,7 +222,7 @@ func (d *nodeDecoder) uplink(path string, n *yaml.Node, u *UplinkConfig) {
 
 // sensors decodes each entry through the sampler (which knows every
 // driver's keys) and checks what spans entries: no two share a name.
-func (d *nodeDecoder) sensors(path string, n *yaml.Node) []SensorBlock {
+func (d *nodeDecoder) sensors(path string, n *yaml.Node) []Sensor {
 	if isNull(n) {
 		return nil
 	}
@@ -226,7 +230,7 @@ func (d *nodeDecoder) sensors(path string, n *yaml.Node) []SensorBlock {
 		d.errorf(n, path, "must be a list of sensors")
 		return nil
 	}
-	var blocks []SensorBlock
+	var blocks []Sensor
 	names := map[string]int{}
 	for i, item := range n.Content {
 		item = resolve(item)
@@ -242,7 +246,7 @@ func (d *nodeDecoder) sensors(path string, n *yaml.Node) []SensorBlock {
 			}
 			continue
 		}
-		b := SensorBlock{Index: i, Name: spec.Name, Node: item, Spec: spec}
+		b := Sensor{Index: i, Name: spec.Name, Node: item, Spec: spec}
 		if prev, dup := names[b.Name]; dup {
 			d.errorf(item, key+".name", "%q is already the name of sensors[%d]", b.Name, prev)
 		} else {

@@ -1,4 +1,4 @@
-package daemon
+package config
 
 import (
 	"bytes"
@@ -12,11 +12,11 @@ import (
 	"github.com/outpost-iot/outpost/daemon/sampler"
 )
 
-// loadTestdata reads testdata/config/name, with TOKEN replaced by the path
+// loadTestdata reads testdata/name, with TOKEN replaced by the path
 // of a secret file of the given mode.
 func loadTestdata(t *testing.T, name string, tokenMode os.FileMode) (*Config, error) {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "config", name))
+	data, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,17 +28,17 @@ func loadTestdata(t *testing.T, name string, tokenMode os.FileMode) (*Config, er
 		t.Fatal(err)
 	}
 	data = bytes.ReplaceAll(data, []byte("TOKEN"), []byte(token))
-	return ParseConfig(name, data)
+	return Parse(name, data)
 }
 
 func TestConfigDesignExample(t *testing.T) {
 	cfg, err := loadTestdata(t, "full.yaml", 0o640)
 	if err != nil {
-		t.Fatalf("ParseConfig(full.yaml) = %v", err)
+		t.Fatalf("Parse(full.yaml) = %v", err)
 	}
 	if cfg.Device != "pi-07" || cfg.Spool.MaxBytes != 512*MiB || cfg.Spool.CommitInterval != time.Second ||
 		cfg.Uplink.Batch.MaxBytes != 256*KiB || cfg.Uplink.HTTP.URL != "https://receiver.example.com" {
-		t.Errorf("ParseConfig(full.yaml) = %+v", cfg)
+		t.Errorf("Parse(full.yaml) = %+v", cfg)
 	}
 	if len(cfg.Sensors) != 2 || cfg.Sensors[0].Name != "greenhouse" || cfg.Sensors[1].Name != "demo" || cfg.Sensors[1].Node.Line != 16 {
 		t.Errorf("sensors = %+v; want greenhouse, demo (line 16)", cfg.Sensors)
@@ -48,19 +48,19 @@ func TestConfigDesignExample(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	cfg, err := loadTestdata(t, "mqtt.yaml", 0o600)
 	if err != nil {
-		t.Fatalf("ParseConfig(mqtt.yaml) = %v", err)
+		t.Fatalf("Parse(mqtt.yaml) = %v", err)
 	}
 	want := Defaults()
 	want.Device = "pi-08"
 	want.Uplink.Kind = "mqtt"
-	want.Uplink.MQTT = MQTTConfig{Broker: "tls://broker.example.com:8883", Username: "pi-08",
+	want.Uplink.MQTT = MQTT{Broker: "tls://broker.example.com:8883", Username: "pi-08",
 		PasswordFile: cfg.Uplink.MQTT.PasswordFile, Prefix: "farm", Confirm: "broker", ReceiptTimeout: 30 * time.Second}
 	want.Spool.MaxBytes = 64 * MiB
 	want.Spool.CommitInterval = 0
 	want.Spool.Policy = "reject_new"
 	want.Spool.MaxAge = 168 * time.Hour
 	if !reflect.DeepEqual(*cfg, want) {
-		t.Errorf("ParseConfig(mqtt.yaml) =\n%+v\nwant\n%+v", *cfg, want)
+		t.Errorf("Parse(mqtt.yaml) =\n%+v\nwant\n%+v", *cfg, want)
 	}
 }
 
@@ -92,15 +92,15 @@ func TestConfigErrorsNameLineAndKey(t *testing.T) {
 		t.Run(tc.file, func(t *testing.T) {
 			_, err := loadTestdata(t, tc.file, 0o640)
 			if err == nil {
-				t.Fatalf("ParseConfig(%s) = nil; want errors", tc.file)
+				t.Fatalf("Parse(%s) = nil; want errors", tc.file)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
-					t.Errorf("ParseConfig(%s) error\n%v\ndoes not contain %q", tc.file, err, w)
+					t.Errorf("Parse(%s) error\n%v\ndoes not contain %q", tc.file, err, w)
 				}
 			}
 			if got, want := strings.Count(err.Error(), "\n")+1, len(tc.want); tc.file != "bad-yaml.yaml" && got != want {
-				t.Errorf("ParseConfig(%s) reported %d problems; want %d:\n%v", tc.file, got, want, err)
+				t.Errorf("Parse(%s) reported %d problems; want %d:\n%v", tc.file, got, want, err)
 			}
 		})
 	}
@@ -112,12 +112,12 @@ func TestConfigSecretFiles(t *testing.T) {
 		t.Errorf("world-readable token file: error = %v; want one naming uplink.http.token_file, line 10 and the mode", err)
 	}
 	data := []byte("uplink: {http: {url: 'http://127.0.0.1:1', token_file: /nonexistent/token}}\n")
-	_, err = ParseConfig("c.yaml", data)
+	_, err = Parse("c.yaml", data)
 	if err == nil || !strings.Contains(err.Error(), "c.yaml: line 1: uplink.http.token_file: stat /nonexistent/token: no such file") {
 		t.Errorf("missing token file: error = %v", err)
 	}
 	data = []byte("uplink: {http: {url: 'https://user:hunter2@example.com'}}\n")
-	_, err = ParseConfig("c.yaml", data)
+	_, err = Parse("c.yaml", data)
 	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "carries a password") {
 		t.Errorf("password in URL: error = %v; want it refused without echoing the password", err)
 	}
@@ -133,7 +133,7 @@ func TestConfigWriteYAMLRoundTrip(t *testing.T) {
 		if err := cfg.WriteYAML(&buf); err != nil {
 			t.Fatal(err)
 		}
-		back, err := ParseConfig("effective.yaml", buf.Bytes())
+		back, err := Parse("effective.yaml", buf.Bytes())
 		if err != nil {
 			t.Fatalf("%s: the effective config does not load back: %v\n%s", name, err, buf.String())
 		}
@@ -170,7 +170,7 @@ func TestParseSize(t *testing.T) {
 }
 
 func TestConfigWarnings(t *testing.T) {
-	cfg, err := ParseConfig("min.yaml", []byte("device: pi-07\n"))
+	cfg, err := Parse("min.yaml", []byte("device: pi-07\n"))
 	if err != nil {
 		t.Fatalf("a config with only a device = %v; want valid (it spools until an uplink is set)", err)
 	}

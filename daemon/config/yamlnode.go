@@ -1,4 +1,4 @@
-package daemon
+package config
 
 import (
 	"errors"
@@ -248,19 +248,19 @@ func (d *nodeDecoder) url(dst *string, schemes ...string) func(string, *yaml.Nod
 		}
 		u, err := url.Parse(s)
 		if err != nil || u.Host == "" || !slices.Contains(schemes, u.Scheme) {
-			d.errorf(v, key, "%s is not a URL of the form %s://host[:port]", redactURL(s), strings.Join(schemes, "|"))
+			d.errorf(v, key, "%s is not a URL of the form %s://host[:port]", RedactURL(s), strings.Join(schemes, "|"))
 			return
 		}
 		if _, hasPassword := u.User.Password(); hasPassword {
-			d.errorf(v, key, "%s carries a password; put secrets in a file (token_file, password_file)", redactURL(s))
+			d.errorf(v, key, "%s carries a password; put secrets in a file (token_file, password_file)", RedactURL(s))
 			return
 		}
 		*dst = s
 	}
 }
 
-// redactURL hides a password in a URL's user info.
-func redactURL(s string) string {
+// RedactURL hides a password in a URL's user info.
+func RedactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || u.User == nil {
 		return s
