@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -39,7 +38,7 @@ type Config struct {
 type Spool struct {
 	Path           string
 	CommitInterval time.Duration // 0 = commit every reading
-	MaxBytes       Size
+	MaxBytes       reading.Size
 	MaxAge         time.Duration // 0 = no age cap
 	Policy         string        // drop_oldest or reject_new
 }
@@ -77,7 +76,7 @@ type MQTT struct {
 // Batch bounds what one send carries and how many are in flight.
 type Batch struct {
 	MaxReadings int
-	MaxBytes    Size
+	MaxBytes    reading.Size
 	InFlight    int
 }
 
@@ -110,7 +109,7 @@ func Defaults() Config {
 		Spool: Spool{
 			Path:           "/var/lib/outpost/spool.db",
 			CommitInterval: time.Second,
-			MaxBytes:       512 * MiB,
+			MaxBytes:       512 * reading.MiB,
 			Policy:         "drop_oldest",
 		},
 		Uplink: Uplink{
@@ -120,7 +119,7 @@ func Defaults() Config {
 				Confirm:        "receiver",
 				ReceiptTimeout: 60 * time.Second,
 			},
-			Batch:     Batch{MaxReadings: 500, MaxBytes: 256 * KiB, InFlight: 4},
+			Batch:     Batch{MaxReadings: 500, MaxBytes: 256 * reading.KiB, InFlight: 4},
 			Heartbeat: 60 * time.Second,
 		},
 		Status: Status{Socket: "/run/outpost/outpost.sock"},
@@ -266,10 +265,10 @@ func (c *Config) check(d *nodeDecoder, root *yaml.Node) {
 	if c.Spool.Path == "" {
 		d.errorf(at("spool", "path"), "spool.path", "must not be empty")
 	}
-	if c.Spool.MaxBytes < MiB {
+	if c.Spool.MaxBytes < reading.MiB {
 		d.errorf(at("spool", "max_bytes"), "spool.max_bytes", "%s is below the minimum of 1MiB", c.Spool.MaxBytes)
 	}
-	if c.Uplink.Batch.MaxBytes < 4*KiB {
+	if c.Uplink.Batch.MaxBytes < 4*reading.KiB {
 		d.errorf(at("uplink", "batch", "max_bytes"), "uplink.batch.max_bytes", "%s is below the minimum of 4KiB", c.Uplink.Batch.MaxBytes)
 	}
 	if c.Uplink.Heartbeat < time.Second {
@@ -334,53 +333,4 @@ func find(n *yaml.Node, path ...string) *yaml.Node {
 		n = next
 	}
 	return n
-}
-
-// Size is a number of bytes, written in config as 512MiB, 256KiB, 1GB or a
-// plain number.
-type Size int64
-
-// Binary and decimal size units.
-const (
-	KiB Size = 1 << 10
-	MiB Size = 1 << 20
-	GiB Size = 1 << 30
-)
-
-var sizeUnits = []struct {
-	suffix string
-	mult   Size
-}{
-	{"KiB", KiB}, {"MiB", MiB}, {"GiB", GiB},
-	{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000},
-	{"B", 1},
-}
-
-// ParseSize parses a size such as "512MiB", "1.5GiB", "64KB" or "1048576".
-func ParseSize(s string) (Size, error) {
-	num, mult := strings.TrimSpace(s), Size(1)
-	for _, u := range sizeUnits {
-		if strings.HasSuffix(num, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
-			break
-		}
-	}
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || f < 0 || f*float64(mult) > float64(1<<62) {
-		return 0, fmt.Errorf("%q is not a size (e.g. 512MiB, 256KiB, 1GB or a number of bytes)", s)
-	}
-	return Size(f * float64(mult)), nil
-}
-
-// String writes the size in the largest binary unit that divides it.
-func (s Size) String() string {
-	for _, u := range []struct {
-		suffix string
-		mult   Size
-	}{{"GiB", GiB}, {"MiB", MiB}, {"KiB", KiB}} {
-		if s >= u.mult && s%u.mult == 0 {
-			return strconv.FormatInt(int64(s/u.mult), 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(int64(s), 10) + "B"
 }

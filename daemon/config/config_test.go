@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/outpost-iot/outpost/daemon/sampler"
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
 // loadTestdata reads testdata/name, with TOKEN replaced by the path
@@ -36,8 +37,8 @@ func TestConfigDesignExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse(full.yaml) = %v", err)
 	}
-	if cfg.Device != "pi-07" || cfg.Spool.MaxBytes != 512*MiB || cfg.Spool.CommitInterval != time.Second ||
-		cfg.Uplink.Batch.MaxBytes != 256*KiB || cfg.Uplink.HTTP.URL != "https://receiver.example.com" {
+	if cfg.Device != "pi-07" || cfg.Spool.MaxBytes != 512*reading.MiB || cfg.Spool.CommitInterval != time.Second ||
+		cfg.Uplink.Batch.MaxBytes != 256*reading.KiB || cfg.Uplink.HTTP.URL != "https://receiver.example.com" {
 		t.Errorf("Parse(full.yaml) = %+v", cfg)
 	}
 	if len(cfg.Sensors) != 2 || cfg.Sensors[0].Name != "greenhouse" || cfg.Sensors[1].Name != "demo" || cfg.Sensors[1].Node.Line != 16 {
@@ -55,7 +56,7 @@ func TestConfigDefaults(t *testing.T) {
 	want.Uplink.Kind = "mqtt"
 	want.Uplink.MQTT = MQTT{Broker: "tls://broker.example.com:8883", Username: "pi-08",
 		PasswordFile: cfg.Uplink.MQTT.PasswordFile, Prefix: "farm", Confirm: "broker", ReceiptTimeout: 30 * time.Second}
-	want.Spool.MaxBytes = 64 * MiB
+	want.Spool.MaxBytes = 64 * reading.MiB
 	want.Spool.CommitInterval = 0
 	want.Spool.Policy = "reject_new"
 	want.Spool.MaxAge = 168 * time.Hour
@@ -147,24 +148,6 @@ func TestConfigWriteYAMLRoundTrip(t *testing.T) {
 		}
 		if !reflect.DeepEqual(back, cfg) {
 			t.Errorf("%s: round trip through WriteYAML =\n%+v\nwant\n%+v\n%s", name, back, cfg, buf.String())
-		}
-	}
-}
-
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]Size{"512MiB": 512 << 20, "256KiB": 256 << 10, "1GiB": 1 << 30, "1.5GiB": 3 << 29, "64KB": 64000, "1MB": 1e6, "4096": 4096, "10B": 10, "2 MiB": 2 << 20} {
-		if got, err := ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "MiB", "-1MiB", "12 parsecs", "1e30GiB", "0x10"} {
-		if _, err := ParseSize(bad); err == nil {
-			t.Errorf("ParseSize(%q) = nil error; want one", bad)
-		}
-	}
-	for s, want := range map[Size]string{512 << 20: "512MiB", 256 << 10: "256KiB", 1000: "1000B", 3 << 29: "1536MiB"} {
-		if got := s.String(); got != want {
-			t.Errorf("Size(%d).String() = %q; want %q", int64(s), got, want)
 		}
 	}
 }

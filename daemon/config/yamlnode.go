@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
 // nodeDecoder walks a YAML node tree against the schema the caller spells
@@ -161,13 +163,13 @@ func (d *nodeDecoder) duration(dst *time.Duration) func(string, *yaml.Node) {
 	}
 }
 
-func (d *nodeDecoder) size(dst *Size) func(string, *yaml.Node) {
+func (d *nodeDecoder) size(dst *reading.Size) func(string, *yaml.Node) {
 	return func(key string, v *yaml.Node) {
 		s, ok := d.scalar(key, v)
 		if !ok {
 			return
 		}
-		n, err := ParseSize(s)
+		n, err := reading.ParseSize(s)
 		if err != nil {
 			d.errorf(v, key, "%v", err)
 			return
