@@ -7,16 +7,14 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/daemon/sampler"
 	"github.com/outpost-iot/outpost/internal/reading"
 )
@@ -84,10 +82,9 @@ type Batch struct {
 // back by config check) and what the sampler decoded from it, each driver
 // checking its own keys with their lines.
 type Sensor struct {
-	Index int
-	Name  string
-	Node  *yaml.Node
-	Spec  sampler.SensorSpec
+	Name string
+	Node *yaml.Node
+	Spec sampler.SensorSpec
 }
 
 // Status is the local status API's.
@@ -137,154 +134,119 @@ func Load(path string) (*Config, error) {
 	return Parse(path, data)
 }
 
-// Parse is Load on the bytes of a file; name is used in errors.
+// Parse is Load on the bytes of a file; name is used in errors. The error
+// is a strictyaml.Problems.
 func Parse(name string, data []byte) (*Config, error) {
+	root, err := strictyaml.Parse(name, data)
+	if err != nil {
+		return nil, err
+	}
 	cfg := Defaults()
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil && err != io.EOF {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err != io.EOF {
-		return nil, fmt.Errorf("%s: holds more than one YAML document", name)
-	}
-	d := &nodeDecoder{name: name}
-	if doc.Kind != 0 {
-		root := resolve(&doc)
-		d.fields(root, "", map[string]func(string, *yaml.Node){
-			"device":  d.str(&cfg.Device),
-			"spool":   func(k string, v *yaml.Node) { d.spool(k, v, &cfg.Spool) },
-			"uplink":  func(k string, v *yaml.Node) { d.uplink(k, v, &cfg.Uplink) },
-			"sensors": func(k string, v *yaml.Node) { cfg.Sensors = d.sensors(k, v) },
-			"status": func(k string, v *yaml.Node) {
-				d.fields(v, k, map[string]func(string, *yaml.Node){"socket": d.str(&cfg.Status.Socket)})
-			},
-			"log": func(k string, v *yaml.Node) {
-				d.fields(v, k, map[string]func(string, *yaml.Node){
-					"level": d.oneOf(&cfg.Log.Level, "debug", "info", "warn", "error"),
-				})
-			},
-		})
+	d := strictyaml.NewDecoder(name)
+	if root != nil {
+		cfg.decode(d, root)
 		cfg.check(d, root)
 	}
-	if len(d.errs) > 0 {
-		return nil, d.err()
+	if err := d.Err(); err != nil {
+		return nil, err
 	}
 	return &cfg, nil
 }
 
-func (d *nodeDecoder) spool(path string, n *yaml.Node, s *Spool) {
-	d.fields(n, path, map[string]func(string, *yaml.Node){
-		"path":            d.str(&s.Path),
-		"commit_interval": d.duration(&s.CommitInterval),
-		"max_bytes":       d.size(&s.MaxBytes),
-		"max_age":         d.duration(&s.MaxAge),
-		"policy":          d.oneOf(&s.Policy, "drop_oldest", "reject_new"),
-	})
+// decode reads the top level: each key the file gives replaces its
+// default.
+func (c *Config) decode(d *strictyaml.Decoder, root *yaml.Node) {
+	top := d.Map("", root)
+	c.Device = top.Str("device", c.Device)
+	c.Spool.decode(top.Map("spool"))
+	c.Uplink.decode(top.Map("uplink"))
+	c.Sensors = decodeSensors(d, top)
+	c.Status.Socket = top.Map("status").Str("socket", c.Status.Socket)
+	c.Log.Level = top.Map("log").OneOf("level", c.Log.Level, "debug", "info", "warn", "error")
 }
 
-func (d *nodeDecoder) uplink(path string, n *yaml.Node, u *Uplink) {
-	d.fields(n, path, map[string]func(string, *yaml.Node){
-		"kind": d.oneOf(&u.Kind, "http", "mqtt"),
-		"http": func(k string, v *yaml.Node) {
-			d.fields(v, k, map[string]func(string, *yaml.Node){
-				"url":         d.url(&u.HTTP.URL, "http", "https"),
-				"token_file":  d.secretFile(&u.HTTP.TokenFile),
-				"ca_file":     d.file(&u.HTTP.CAFile),
-				"client_cert": d.file(&u.HTTP.ClientCert),
-				"client_key":  d.secretFile(&u.HTTP.ClientKey),
-			})
-		},
-		"mqtt": func(k string, v *yaml.Node) {
-			d.fields(v, k, map[string]func(string, *yaml.Node){
-				"broker":          d.url(&u.MQTT.Broker, "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss"),
-				"username":        d.str(&u.MQTT.Username),
-				"password_file":   d.secretFile(&u.MQTT.PasswordFile),
-				"prefix":          d.str(&u.MQTT.Prefix),
-				"confirm":         d.oneOf(&u.MQTT.Confirm, "receiver", "broker"),
-				"receipt_timeout": d.duration(&u.MQTT.ReceiptTimeout),
-				"ca_file":         d.file(&u.MQTT.CAFile),
-			})
-		},
-		"batch": func(k string, v *yaml.Node) {
-			d.fields(v, k, map[string]func(string, *yaml.Node){
-				"max_readings": d.integer(&u.Batch.MaxReadings, 1, 100_000),
-				"max_bytes":    d.size(&u.Batch.MaxBytes),
-				"in_flight":    d.integer(&u.Batch.InFlight, 1, 64),
-			})
-		},
-		"rate_limit": d.number(&u.RateLimit, 0),
-		"heartbeat":  d.duration(&u.Heartbeat),
-	})
+func (s *Spool) decode(m *strictyaml.Map) {
+	s.Path = m.Str("path", s.Path)
+	s.CommitInterval = m.Duration("commit_interval", s.CommitInterval)
+	s.MaxBytes = size(m, "max_bytes", s.MaxBytes)
+	s.MaxAge = m.Duration("max_age", s.MaxAge)
+	s.Policy = m.OneOf("policy", s.Policy, "drop_oldest", "reject_new")
 }
 
-// sensors decodes each entry through the sampler (which knows every
-// driver's keys) and checks what spans entries: no two share a name.
-func (d *nodeDecoder) sensors(path string, n *yaml.Node) []Sensor {
-	if isNull(n) {
-		return nil
+func (u *Uplink) decode(m *strictyaml.Map) {
+	u.Kind = m.OneOf("kind", u.Kind, "http", "mqtt")
+	u.HTTP.decode(m.Map("http"))
+	u.MQTT.decode(m.Map("mqtt"))
+	b := m.Map("batch")
+	u.Batch.MaxReadings = b.Int("max_readings", u.Batch.MaxReadings, 1, 100_000)
+	u.Batch.MaxBytes = size(b, "max_bytes", u.Batch.MaxBytes)
+	u.Batch.InFlight = b.Int("in_flight", u.Batch.InFlight, 1, 64)
+	u.RateLimit = m.Float("rate_limit", u.RateLimit)
+	if u.RateLimit < 0 {
+		m.Errorf("rate_limit", "%v must not be negative", u.RateLimit)
 	}
-	if n.Kind != yaml.SequenceNode {
-		d.errorf(n, path, "must be a list of sensors")
-		return nil
+	u.Heartbeat = m.Duration("heartbeat", u.Heartbeat)
+}
+
+func (h *HTTP) decode(m *strictyaml.Map) {
+	h.URL = url(m, "url", h.URL, "http", "https")
+	h.TokenFile = file(m, "token_file", h.TokenFile, true)
+	h.CAFile = file(m, "ca_file", h.CAFile, false)
+	h.ClientCert = file(m, "client_cert", h.ClientCert, false)
+	h.ClientKey = file(m, "client_key", h.ClientKey, true)
+}
+
+func (q *MQTT) decode(m *strictyaml.Map) {
+	q.Broker = url(m, "broker", q.Broker, "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss")
+	q.Username = m.Str("username", q.Username)
+	q.PasswordFile = file(m, "password_file", q.PasswordFile, true)
+	q.Prefix = m.Str("prefix", q.Prefix)
+	q.Confirm = m.OneOf("confirm", q.Confirm, "receiver", "broker")
+	q.ReceiptTimeout = m.Duration("receipt_timeout", q.ReceiptTimeout)
+	q.CAFile = file(m, "ca_file", q.CAFile, false)
+}
+
+// decodeSensors hands the sensors list to the sampler, which knows every
+// driver's keys, with the same decoder: its problems join the others.
+func decodeSensors(d *strictyaml.Decoder, top *strictyaml.Map) []Sensor {
+	n := top.Get("sensors")
+	var sensors []Sensor
+	for i, spec := range sampler.DecodeSensors(d, top.Key("sensors"), n) {
+		entry := strictyaml.Resolve(strictyaml.Resolve(n).Content[i]) // one spec an entry
+		sensors = append(sensors, Sensor{Name: spec.Name, Node: entry, Spec: spec})
 	}
-	var blocks []Sensor
-	names := map[string]int{}
-	for i, item := range n.Content {
-		item = resolve(item)
-		key := fmt.Sprintf("%s[%d]", path, i)
-		if item.Kind != yaml.MappingNode {
-			d.errorf(item, key, "must be a mapping such as {name: demo, driver: sim, interval: 1s}")
-			continue
-		}
-		spec, err := sampler.DecodeSensor(i, item)
-		if err != nil {
-			for _, msg := range strings.Split(err.Error(), "\n") {
-				d.errs = append(d.errs, lineError{item.Line, errors.New(d.prefix() + msg)})
-			}
-			continue
-		}
-		b := Sensor{Index: i, Name: spec.Name, Node: item, Spec: spec}
-		if prev, dup := names[b.Name]; dup {
-			d.errorf(item, key+".name", "%q is already the name of sensors[%d]", b.Name, prev)
-		} else {
-			names[b.Name] = i
-		}
-		blocks = append(blocks, b)
-	}
-	return blocks
+	return sensors
 }
 
 // check validates what holds across keys, after decoding.
-func (c *Config) check(d *nodeDecoder, root *yaml.Node) {
+func (c *Config) check(d *strictyaml.Decoder, root *yaml.Node) {
 	at := func(path ...string) *yaml.Node { return find(root, path...) }
 	if err := reading.ValidateDevice(c.Device); err != nil {
-		d.errorf(at("device"), "device", "%q: %v", c.Device, err)
+		d.Errorf(at("device"), "device", "%q: %v", c.Device, err)
 	}
 	if c.Spool.Path == "" {
-		d.errorf(at("spool", "path"), "spool.path", "must not be empty")
+		d.Errorf(at("spool", "path"), "spool.path", "must not be empty")
 	}
 	if c.Spool.MaxBytes < reading.MiB {
-		d.errorf(at("spool", "max_bytes"), "spool.max_bytes", "%s is below the minimum of 1MiB", c.Spool.MaxBytes)
+		d.Errorf(at("spool", "max_bytes"), "spool.max_bytes", "%s is below the minimum of 1MiB", c.Spool.MaxBytes)
 	}
 	if c.Uplink.Batch.MaxBytes < 4*reading.KiB {
-		d.errorf(at("uplink", "batch", "max_bytes"), "uplink.batch.max_bytes", "%s is below the minimum of 4KiB", c.Uplink.Batch.MaxBytes)
+		d.Errorf(at("uplink", "batch", "max_bytes"), "uplink.batch.max_bytes", "%s is below the minimum of 4KiB", c.Uplink.Batch.MaxBytes)
 	}
 	if c.Uplink.Heartbeat < time.Second {
-		d.errorf(at("uplink", "heartbeat"), "uplink.heartbeat", "%s is below the minimum of 1s", c.Uplink.Heartbeat)
+		d.Errorf(at("uplink", "heartbeat"), "uplink.heartbeat", "%s is below the minimum of 1s", c.Uplink.Heartbeat)
 	}
 	switch c.Uplink.Kind {
 	case "http":
 		if (c.Uplink.HTTP.ClientCert == "") != (c.Uplink.HTTP.ClientKey == "") {
-			d.errorf(at("uplink", "http"), "uplink.http", "client_cert and client_key go together")
+			d.Errorf(at("uplink", "http"), "uplink.http", "client_cert and client_key go together")
 		}
 	case "mqtt":
 		if p := c.Uplink.MQTT.Prefix; p == "" || strings.ContainsAny(p, "#+") {
-			d.errorf(at("uplink", "mqtt", "prefix"), "uplink.mqtt.prefix", "%q must be a non-empty topic without wildcards", p)
+			d.Errorf(at("uplink", "mqtt", "prefix"), "uplink.mqtt.prefix", "%q must be a non-empty topic without wildcards", p)
 		}
 		if c.Uplink.MQTT.ReceiptTimeout < time.Second {
-			d.errorf(at("uplink", "mqtt", "receipt_timeout"), "uplink.mqtt.receipt_timeout", "%s is below the minimum of 1s", c.Uplink.MQTT.ReceiptTimeout)
+			d.Errorf(at("uplink", "mqtt", "receipt_timeout"), "uplink.mqtt.receipt_timeout", "%s is below the minimum of 1s", c.Uplink.MQTT.ReceiptTimeout)
 		}
 	}
 }
@@ -317,7 +279,7 @@ func (c *Config) UplinkConfigured() bool {
 // line number to point at).
 func find(n *yaml.Node, path ...string) *yaml.Node {
 	for _, key := range path {
-		n = resolve(n)
+		n = strictyaml.Resolve(n)
 		if n.Kind != yaml.MappingNode {
 			return n
 		}
