@@ -1,6 +1,7 @@
-// The outpost program is Outpost's edge daemon and its command line. For
-// now it answers `outpost version`; the daemon and the operator tools join
-// it as their issues land.
+// The outpost program is Outpost's edge daemon and its command line:
+// `outpost daemon` (what the systemd unit runs), and the operator's tools
+// beside it (status, config check, spool, import, sensors scan, version).
+// It parses the arguments and calls into daemon and daemon/config.
 package main
 
 import (
