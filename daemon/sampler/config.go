@@ -52,17 +52,16 @@ func DecodeSensors(d *strictyaml.Decoder, path string, n *yaml.Node) []SensorSpe
 	specs := make([]SensorSpec, len(n.Content))
 	names := map[string]int{}
 	for i, item := range n.Content {
-		key := path + "[" + strconv.Itoa(i) + "]"
-		specs[i] = DecodeSensor(d, key, item)
-		name := specs[i].Name
-		if name == "" {
+		spec, m := decodeSensor(d, path+"["+strconv.Itoa(i)+"]", item)
+		specs[i] = spec
+		if spec.Name == "" {
 			continue
 		}
-		if j, dup := names[name]; dup {
-			d.Errorf(strictyaml.Resolve(item), key+" ("+name+").name", "%q is already the name of %s[%d]", name, path, j)
+		if j, dup := names[spec.Name]; dup {
+			m.Errorf("name", "%q is already the name of %s[%d]", spec.Name, path, j)
 			continue
 		}
-		names[name] = i
+		names[spec.Name] = i
 	}
 	return specs
 }
@@ -77,9 +76,16 @@ func DecodeSensors(d *strictyaml.Decoder, path string, n *yaml.Node) []SensorSpe
 // The spec has what could be decoded: its name even when its driver is
 // unknown, so that a list can still check names.
 func DecodeSensor(d *strictyaml.Decoder, path string, n *yaml.Node) SensorSpec {
+	spec, _ := decodeSensor(d, path, n)
+	return spec
+}
+
+// decodeSensor is DecodeSensor, returning the entry's mapping too (nil when
+// the entry is not one) for problems that span entries.
+func decodeSensor(d *strictyaml.Decoder, path string, n *yaml.Node) (SensorSpec, *strictyaml.Map) {
 	m, ok := d.Entry(path, n, "{name: demo, driver: sim, interval: 1s}")
 	if !ok {
-		return SensorSpec{}
+		return SensorSpec{}, nil
 	}
 	spec := SensorSpec{Line: strictyaml.Resolve(n).Line}
 	spec.Name = m.Required("name")
@@ -104,7 +110,7 @@ func DecodeSensor(d *strictyaml.Decoder, path string, n *yaml.Node) SensorSpec {
 		}
 		spec.opts = drv.decode(m, spec.Name)
 	}
-	return spec
+	return spec, m
 }
 
 func validName(s string) error {
