@@ -78,9 +78,10 @@ type Batch struct {
 	InFlight    int
 }
 
-// Sensor is one entry of the sensors list: its YAML node (printed
-// back by config check) and what the sampler decoded from it, each driver
-// checking its own keys with their lines.
+// Sensor is one entry of the sensors list: its YAML node, aliases
+// expanded (printed back by config check, compared on reload), and what
+// the sampler decoded from it, each driver checking its own keys with
+// their lines.
 type Sensor struct {
 	Name string
 	Node *yaml.Node
@@ -212,10 +213,25 @@ func decodeSensors(d *strictyaml.Decoder, top *strictyaml.Map) []Sensor {
 	n := top.Get("sensors")
 	var sensors []Sensor
 	for i, spec := range sampler.DecodeSensors(d, top.Key("sensors"), n) {
-		entry := strictyaml.Resolve(strictyaml.Resolve(n).Content[i]) // one spec an entry
-		sensors = append(sensors, Sensor{Name: spec.Name, Node: entry, Spec: spec})
+		entry := strictyaml.Resolve(n).Content[i] // one spec an entry
+		sensors = append(sensors, Sensor{Name: spec.Name, Node: withoutAliases(entry), Spec: spec})
 	}
 	return sensors
+}
+
+// withoutAliases copies n with each alias replaced by what it names, so
+// that the entry stands alone: it may name an anchor set outside the
+// sensors list (device: &d …), which WriteYAML's list would not define
+// and a comparison on reload would not see.
+func withoutAliases(n *yaml.Node) *yaml.Node {
+	n = strictyaml.Resolve(n)
+	c := *n
+	c.Anchor = ""
+	c.Content = make([]*yaml.Node, len(n.Content))
+	for i, child := range n.Content {
+		c.Content[i] = withoutAliases(child)
+	}
+	return &c
 }
 
 // check validates what holds across keys, after decoding.

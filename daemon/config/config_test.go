@@ -177,6 +177,23 @@ func TestConfigWriteYAMLRoundTrip(t *testing.T) {
 	}
 }
 
+// An entry may name an anchor set elsewhere in the file: the effective
+// config is written with the value, and loads back (it panicked).
+func TestConfigWriteYAMLAliases(t *testing.T) {
+	cfg, err := Parse("a.yaml", []byte("device: &d pi07\nsensors:\n  - &s {name: *d, driver: sim, series: &n 2}\n  - {name: b, driver: sim, series: *n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := cfg.WriteYAML(&buf); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse("effective.yaml", buf.Bytes())
+	if err != nil || len(back.Sensors) != 2 || back.Sensors[0].Name != "pi07" || !strings.Contains(buf.String(), "series: 2") {
+		t.Errorf("effective config = %v\n%s\nwant it to load back with the aliased name and series", err, buf.String())
+	}
+}
+
 func TestConfigWarnings(t *testing.T) {
 	cfg, err := Parse("min.yaml", []byte("device: pi-07\n"))
 	if err != nil {
