@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/outpost-iot/outpost/daemon/config"
 	"github.com/outpost-iot/outpost/internal/logbuf"
 	"github.com/outpost-iot/outpost/internal/reading"
 	"github.com/outpost-iot/outpost/spool"
@@ -90,7 +91,7 @@ func clockOptions(f *fakeClock) Options {
 // daemon's socket when it runs: readings by seq.
 func (d *testDaemon) export(t *testing.T) map[uint64]reading.Reading {
 	t.Helper()
-	cfg, err := LoadConfig(d.config)
+	cfg, err := config.Load(d.config)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/outpost-iot/outpost/daemon/config"
 	"github.com/outpost-iot/outpost/daemon/sampler"
 	"github.com/outpost-iot/outpost/spool"
 	"github.com/outpost-iot/outpost/uplink"
@@ -53,7 +54,7 @@ type Daemon struct {
 	watch   *component // the clock watch
 
 	mu     sync.Mutex
-	cfg    *Config
+	cfg    *config.Config
 	sample *component // the sampler
 	upl    *component // the drainer and heartbeat
 	smp    *sampler.Sampler
@@ -101,7 +102,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.clockEvery <= 0 {
 		o.clockEvery = time.Second
 	}
-	cfg, err := LoadConfig(o.ConfigPath)
+	cfg, err := config.Load(o.ConfigPath)
 	if err != nil {
 		return err
 	}
@@ -199,7 +200,7 @@ func (d *Daemon) shutdown(sup *component, status io.Closer) error {
 	return nil
 }
 
-func (d *Daemon) startSampler(life context.Context, cfg *Config) {
+func (d *Daemon) startSampler(life context.Context, cfg *config.Config) {
 	specs := make([]sampler.SensorSpec, len(cfg.Sensors))
 	for i, b := range cfg.Sensors {
 		specs[i] = b.Spec
@@ -216,14 +217,14 @@ func (d *Daemon) startSampler(life context.Context, cfg *Config) {
 	d.mu.Unlock()
 }
 
-func (d *Daemon) uplinkName(cfg *Config) string {
+func (d *Daemon) uplinkName(cfg *config.Config) string {
 	switch {
 	case !cfg.UplinkConfigured():
 		return "none"
 	case cfg.Uplink.Kind == "mqtt":
-		return "mqtt " + redactURL(cfg.Uplink.MQTT.Broker)
+		return "mqtt " + config.RedactURL(cfg.Uplink.MQTT.Broker)
 	default:
-		return "http " + redactURL(cfg.Uplink.HTTP.URL)
+		return "http " + config.RedactURL(cfg.Uplink.HTTP.URL)
 	}
 }
 
@@ -234,7 +235,7 @@ type sender interface {
 	Close()
 }
 
-func (d *Daemon) newSender(cfg *Config) (sender, error) {
+func (d *Daemon) newSender(cfg *config.Config) (sender, error) {
 	u := cfg.Uplink
 	if u.Kind == "mqtt" {
 		m, err := uplink.NewMQTT(uplink.MQTTOptions{
@@ -259,7 +260,7 @@ func (d *Daemon) newSender(cfg *Config) (sender, error) {
 	return h, nil
 }
 
-func (d *Daemon) startUplink(life context.Context, cfg *Config) error {
+func (d *Daemon) startUplink(life context.Context, cfg *config.Config) error {
 	if !cfg.UplinkConfigured() {
 		return nil
 	}
@@ -299,7 +300,7 @@ func (d *Daemon) startUplink(life context.Context, cfg *Config) error {
 // and the device id need a restart.
 func (d *Daemon) reload(life context.Context) {
 	d.log.Info("reloading the configuration", "config", d.opts.ConfigPath)
-	next, err := LoadConfig(d.opts.ConfigPath)
+	next, err := config.Load(d.opts.ConfigPath)
 	if err != nil {
 		d.log.Error("new configuration rejected; the running one stays", "err", err)
 		return
@@ -338,7 +339,7 @@ func (d *Daemon) reload(life context.Context) {
 }
 
 // sameSensors compares sensor entries by what the file says, not where.
-func sameSensors(a, b []SensorBlock) bool {
+func sameSensors(a, b []config.Sensor) bool {
 	if len(a) != len(b) {
 		return false
 	}

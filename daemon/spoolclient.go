@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/outpost-iot/outpost/daemon/config"
 	"github.com/outpost-iot/outpost/internal/reading"
 	"github.com/outpost-iot/outpost/spool"
 )
@@ -20,7 +21,7 @@ import (
 // SpoolClient runs the spool commands on the running daemon through its
 // status socket or, when no daemon answers, on the spool file itself.
 type SpoolClient struct {
-	cfg    *Config
+	cfg    *config.Config
 	socket *http.Client // set when the daemon answers
 	sp     *spool.Spool // set when the file was opened here
 }
@@ -33,7 +34,7 @@ func socketClient(socket string) *http.Client {
 }
 
 // OpenSpoolClient finds the daemon, or opens the spool file.
-func OpenSpoolClient(ctx context.Context, cfg *Config) (*SpoolClient, error) {
+func OpenSpoolClient(ctx context.Context, cfg *config.Config) (*SpoolClient, error) {
 	c := &SpoolClient{cfg: cfg}
 	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()

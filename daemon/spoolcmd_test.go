@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-iot/outpost/daemon/config"
 	"github.com/outpost-iot/outpost/internal/reading"
 	"github.com/outpost-iot/outpost/spool"
 )
@@ -77,7 +78,7 @@ spool: {path: SPOOL}
 status: {socket: SOCKET}
 `)
 	waitStatus(t, d.socket(), func(Status) bool { return true })
-	cfg, err := LoadConfig(d.config)
+	cfg, err := config.Load(d.config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ status: {socket: SOCKET}
 
 func TestSpoolCommandsOnTheFile(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.Device = "test-pi"
 	cfg.Spool.Path = filepath.Join(dir, "spool.db")
 	cfg.Status.Socket = filepath.Join(dir, "none.sock")

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/outpost-iot/outpost/daemon"
+	"github.com/outpost-iot/outpost/daemon/config"
 )
 
 // runConfig is `outpost config check`: it loads the configuration, prints
@@ -19,7 +19,7 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := daemon.LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		return err
 	}

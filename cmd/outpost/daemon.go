@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/outpost-iot/outpost/daemon"
+	"github.com/outpost-iot/outpost/daemon/config"
 )
 
 // commandFlags parses the flags every command takes (--config) plus the
@@ -22,7 +23,7 @@ func commandFlags(name string, args []string, stderr io.Writer, own func(*flag.F
 func commandArgs(name string, args []string, n int, stderr io.Writer, own func(*flag.FlagSet)) (string, []string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", daemon.DefaultConfigPath, "configuration `file`")
+	path := fs.String("config", config.DefaultPath, "configuration `file`")
 	if own != nil {
 		own(fs)
 	}
@@ -61,7 +62,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	cfg, err := daemon.LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
-// The outpost program is Outpost's edge daemon and its command line. For
-// now it answers `outpost version`; the daemon and the operator tools join
-// it as their issues land.
+// The outpost program is Outpost's edge daemon and its command line:
+// `outpost daemon` (what the systemd unit runs), and the operator's tools
+// beside it (status, config check, spool, import, sensors scan, version).
+// It parses the arguments and calls into daemon and daemon/config.
 package main
 
 import (
@@ -13,7 +14,7 @@ import (
 	"runtime"
 	"syscall"
 
-	"github.com/outpost-iot/outpost/daemon"
+	"github.com/outpost-iot/outpost/daemon/config"
 	"github.com/outpost-iot/outpost/drivers/scan"
 )
 
@@ -67,7 +68,7 @@ Commands:
   version                        print the version and the platform it was built for
   help                           print this help
 
-Every command takes --config FILE (default ` + daemon.DefaultConfigPath + `).
+Every command takes --config FILE (default ` + config.DefaultPath + `).
 The spool commands and import go through the running daemon's status socket,
 or open the spool file when no daemon runs.
 `

@@ -59,6 +59,26 @@ func TestConfigCheck(t *testing.T) {
 	}
 }
 
+// config check names every problem of the file in one run: the newcomer
+// who fixed the unknown driver met the duplicate name only on the next.
+func TestConfigCheckReportsEveryProblem(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte(`device: pi-07
+spool: {max_byte: 1MiB}
+sensors:
+  - {name: demo, driver: sim}
+  - {name: demo, driver: bme680}
+`), 0o644)
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"config", "check", "--config", bad}, &out, &errOut, nil)
+	want := bad + ": line 2: spool.max_byte: unknown key (known here: commit_interval, max_age, max_bytes, path, policy)\n" +
+		bad + `: line 5: sensors[1] (demo).driver: unknown driver "bme680" (known: ads1x15, aht20, bme280, bmp280, ds18b20, gpiocount, ina219, mcp9808, sim, thermal)` + "\n" +
+		bad + `: line 5: sensors[1] (demo).name: "demo" is already the name of sensors[0]`
+	if err == nil || err.Error() != want {
+		t.Errorf("config check bad.yaml =\n%v\nwant\n%s", err, want)
+	}
+}
+
 func TestSpoolAndImportUsage(t *testing.T) {
 	var out, errOut bytes.Buffer
 	for _, args := range [][]string{

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/outpost-iot/outpost/daemon"
+	"github.com/outpost-iot/outpost/daemon/config"
 )
 
 // stdin is what `outpost import -` reads; tests replace it.
@@ -20,7 +21,7 @@ var stdin io.Reader = os.Stdin
 // openSpool loads the config and reaches the spool: through the running
 // daemon, or the file when none runs.
 func openSpool(ctx context.Context, path string) (*daemon.SpoolClient, error) {
-	cfg, err := daemon.LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 )
 
 func decode(t *testing.T, src string) ([]SensorSpec, error) {
@@ -14,7 +16,15 @@ func decode(t *testing.T, src string) ([]SensorSpec, error) {
 	if err := yaml.Unmarshal([]byte(src), &n); err != nil {
 		t.Fatalf("yaml: %v", err)
 	}
-	return DecodeSensors(&n)
+	return decodeNode(&n)
+}
+
+// decodeNode decodes a sensors list as the config does, with a decoder of
+// its own.
+func decodeNode(n *yaml.Node) ([]SensorSpec, error) {
+	d := strictyaml.NewDecoder("")
+	specs := DecodeSensors(d, "sensors", n)
+	return specs, d.Err()
 }
 
 func TestDecodeGood(t *testing.T) {
@@ -110,39 +120,39 @@ func TestDecodeErrors(t *testing.T) {
 - name: greenhouse
   driver: bme280
   bus: "1"
-  address: 0x99`, []string{"sensors[1] (greenhouse): line 6: address: 0x99 is not a valid BME280 address (want 0x76 or 0x77)"}},
-		{"missing bus", `[{name: g, driver: bme280}]`, []string{"sensors[0] (g): line 1: bus: missing"}},
-		{"bad bus", `[{name: g, driver: bmp280, bus: i2c-one}]`, []string{`sensors[0] (g): line 1: bus: "i2c-one" is not an I²C bus number`}},
-		{"unknown key", "- name: d\n  driver: sim\n  serie: 4\n", []string{"sensors[0] (d): line 3: serie: unknown key"}},
+  address: 0x99`, []string{`line 6: sensors[1] (greenhouse).address: "0x99" is not a valid BME280 address (want 0x76 or 0x77)`}},
+		{"missing bus", `[{name: g, driver: bme280}]`, []string{"line 1: sensors[0] (g).bus: missing"}},
+		{"bad bus", `[{name: g, driver: bmp280, bus: i2c-one}]`, []string{`line 1: sensors[0] (g).bus: "i2c-one" is not an I²C bus number`}},
+		{"unknown key", "- name: d\n  driver: sim\n  serie: 4\n", []string{"line 3: sensors[0] (d).serie: unknown key (known here: driver, dropout_rate, interval, name, seed, series, spike_rate)"}},
 		{"unknown driver", `[{name: d, driver: bme680}]`, []string{`driver: unknown driver "bme680"`, "known: ads1x15, aht20, bme280, bmp280, ds18b20, gpiocount, ina219, mcp9808, sim, thermal"}},
-		{"bad duration", `[{name: d, driver: sim, interval: 10}]`, []string{`interval: "10" is not a positive duration`}},
-		{"negative duration", `[{name: d, driver: sim, interval: -1s}]`, []string{`interval: "-1s" is not a positive duration`}},
+		{"bad duration", `[{name: d, driver: sim, interval: 10}]`, []string{`interval: "10" needs a unit, e.g. 10s`}},
+		{"negative duration", `[{name: d, driver: sim, interval: -1s}]`, []string{`interval: "-1s" must not be negative`}},
 		{"interval below minimum", `[{name: t, driver: ds18b20, interval: 100ms}]`, []string{"interval: 100ms is below the ds18b20 driver's minimum of 1s"}},
 		{"sim minimum", `[{name: d, driver: sim, interval: 500us}]`, []string{"interval: 500µs is below the sim driver's minimum of 1ms"}},
-		{"missing name", `[{driver: sim}]`, []string{"sensors[0]: line 1: name: missing"}},
+		{"missing name", `[{driver: sim}]`, []string{"line 1: sensors[0].name: missing"}},
 		{"bad name", `[{name: "green house", driver: sim}]`, []string{`character ' ' is not one of`}},
-		{"duplicate name", "- {name: d, driver: sim}\n- {name: d, driver: sim}", []string{`sensors[1] (d): line 2: name: "d" is already the name of sensors[0]`}},
-		{"not a mapping", `[sim]`, []string{"sensors[0]: line 1: want a mapping"}},
-		{"not a list", `{name: d}`, []string{"sensors: line 1: want a list"}},
-		{"series", `[{name: d, driver: sim, series: 0}]`, []string{"series: 0 is not a whole number from 1 to 10000"}},
+		{"duplicate name", "- {name: d, driver: sim}\n- {name: d, driver: sim}", []string{`line 2: sensors[1] (d).name: "d" is already the name of sensors[0]`}},
+		{"not a mapping", `[sim]`, []string{"line 1: sensors[0]: must be a mapping such as {name: demo, driver: sim, interval: 1s}"}},
+		{"not a list", `{name: d}`, []string{"line 1: sensors: must be a list of sensors"}},
+		{"series", `[{name: d, driver: sim, series: 0}]`, []string{`series: "0" is not a whole number from 1 to 10000`}},
 		{"rate", `[{name: d, driver: sim, spike_rate: 2}]`, []string{"spike_rate: 2 is not a probability"}},
 		{"probe id", `[{name: t, driver: ds18b20, probes: [28-xyz]}]`, []string{`probes: "28-xyz" is not a 1-Wire id`}},
-		{"ads address", `[{name: a, driver: ads1x15, bus: 1, address: 0x50, channels: [{name: x, input: 0}]}]`, []string{"address: 0x50 is not a valid ADS1x15 address"}},
-		{"ads channels", `[{name: a, driver: ads1x15, bus: 1}]`, []string{"channels: want a list"}},
+		{"ads address", `[{name: a, driver: ads1x15, bus: 1, address: 0x50, channels: [{name: x, input: 0}]}]`, []string{`address: "0x50" is not a valid ADS1x15 address`}},
+		{"ads channels", `[{name: a, driver: ads1x15, bus: 1}]`, []string{"channels: must be a list"}},
 		{"ads channel", "- name: a\n  driver: ads1x15\n  bus: 1\n  channels:\n    - {name: x, input: 4, range: 5, gain: 2}\n", []string{
-			"sensors[0] (a): channels[0]: line 5: input: \"4\" is not one of",
-			"sensors[0] (a): channels[0]: line 5: range: 5 V is not one of",
-			"sensors[0] (a): channels[0]: line 5: gain: unknown key",
+			`line 5: sensors[0] (a).channels[0].input: "4" is not one of`,
+			"line 5: sensors[0] (a).channels[0].range: 5 V is not one of",
+			"line 5: sensors[0] (a).channels[0].gain: unknown key (known here: input, name, offset, range, scale, unit)",
 		}},
 		{"ads chip", `[{name: a, driver: ads1x15, bus: 1, chip: ads1118, channels: [{name: x, input: 0}]}]`, []string{`chip: "ads1118" is not one of ads1115, ads1015`}},
 		{"gpio", `[{name: r, driver: gpiocount, edge: up, debounce: 2s, scale: 0}]`, []string{"line: missing", `edge: "up" is not one of`, "debounce: 2s is longer than a second", "scale: must not be 0"}},
-		{"aht20 address", `[{name: r, driver: aht20, bus: 1, address: 0x38}]`, []string{"address: unknown key"}},
-		{"mcp9808 address", `[{name: r, driver: mcp9808, bus: 1, address: 0x20}]`, []string{"address: 0x20 is not a valid MCP9808 address (want 0x18 to 0x1f)"}},
+		{"aht20 address", `[{name: r, driver: aht20, bus: 1, address: 0x38}]`, []string{"line 1: sensors[0] (r).address: unknown key (known here: bus, driver, interval, name)"}},
+		{"mcp9808 address", `[{name: r, driver: mcp9808, bus: 1, address: 0x20}]`, []string{`address: "0x20" is not a valid MCP9808 address (want 0x18 to 0x1f)`}},
 		{"ina219 shunt", `[{name: r, driver: ina219, bus: 1, shunt_ohms: 0}]`, []string{"shunt_ohms: must be > 0"}},
 		{"long channel name", "[{name: " + strings.Repeat("s", 64) + ", driver: ads1x15, bus: 1, channels: [{name: " + strings.Repeat("c", 64) + ", input: 0}]}]", []string{"129 bytes long, over the limit of 128"}},
 		{"bad probe alias", `[{name: t, driver: ds18b20, probes: {"a b": 28-0316a2795bff}}]`, []string{`probes: "a b": character ' '`}},
-		{"twice", "- name: d\n  driver: sim\n  name: e\n", []string{"line 3: name: key appears twice"}},
-		{"list value", `[{name: d, driver: sim, seed: [1]}]`, []string{"seed: want a single value"}},
+		{"twice", "- name: d\n  driver: sim\n  name: e\n", []string{"line 3: sensors[0] (d).name: given twice"}},
+		{"list value", `[{name: d, driver: sim, seed: [1]}]`, []string{"seed: must be a single value"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := decode(t, tc.src)
@@ -181,13 +191,41 @@ func TestDecodeReportsAllAtOnce(t *testing.T) {
 - {name: a, driver: sim, series: -1}
 - {name: b, driver: bme280, address: 0x10}
 - {name: c, driver: nope}
+- {name: a, driver: nope}
 `)
 	if err == nil {
 		t.Fatal("error = nil")
 	}
-	for _, w := range []string{"sensors[0] (a): line 2: series", "sensors[1] (b): line 3: bus: missing", "sensors[1] (b): line 3: address", "sensors[2] (c): line 4: driver"} {
+	for _, w := range []string{"line 2: sensors[0] (a).series", "line 3: sensors[1] (b).bus: missing", "line 3: sensors[1] (b).address", "line 4: sensors[2] (c).driver",
+		`line 5: sensors[3] (a).name: "a" is already the name of sensors[0]`} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error =\n%v\nwant it to contain %q", err, w)
 		}
+	}
+}
+
+// An unknown key lists the keys of its entry: the common ones and the
+// driver's own, for every driver.
+func TestDecodeUnknownKeyListsDriverKeys(t *testing.T) {
+	for _, tc := range []struct{ driver, required, known string }{
+		{"sim", "", "driver, dropout_rate, interval, name, seed, series, spike_rate"},
+		{"thermal", "", "driver, interval, name, zone"},
+		{"bme280", "bus: 1", "address, bus, driver, interval, name"},
+		{"bmp280", "bus: 1", "address, bus, driver, interval, name"},
+		{"ds18b20", "", "driver, interval, name, probes"},
+		{"ads1x15", "bus: 1, channels: [{name: v, input: 0}]", "address, bus, channels, chip, driver, interval, name"},
+		{"gpiocount", "line: GPIO17", "chip, debounce, driver, edge, interval, line, name, pull, rate_unit, scale, unit"},
+		{"aht20", "bus: 1", "bus, driver, interval, name"},
+		{"mcp9808", "bus: 1", "address, bus, driver, interval, name"},
+		{"ina219", "bus: 1", "address, bus, driver, interval, max_current, name, shunt_ohms"},
+	} {
+		_, err := decode(t, "[{name: x, driver: "+tc.driver+", colour: red, "+tc.required+"}]")
+		want := "line 1: sensors[0] (x).colour: unknown key (known here: " + tc.known + ")"
+		if err == nil || err.Error() != want {
+			t.Errorf("driver %s: error =\n%v\nwant\n%s", tc.driver, err, want)
+		}
+	}
+	if n := len(driverNames()); n != 10 {
+		t.Errorf("%d drivers; this test knows the keys of 10: add the new one", n)
 	}
 }

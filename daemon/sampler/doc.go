@@ -13,11 +13,13 @@
 //
 // # Config
 //
-// DecodeSensors decodes the config's sensors list strictly. Every entry has
-// name (required; [A-Za-z0-9_-], at most 64; samples are named
-// "<name>.<measurement>"), driver (required) and interval (a Go duration,
-// default 1m, at least the driver's minimum). The drivers, listed in
-// registry.go, and their own keys:
+// DecodeSensors decodes the config's sensors list strictly, with the
+// config's own strictyaml decoder, so that the problems of every entry are
+// reported with the rest of the file's, in the same words. Every entry has
+// name (required; [A-Za-z0-9_-], at most 64, no two alike; samples are
+// named "<name>.<measurement>"), driver (required) and interval (a Go
+// duration, default 1m, at least the driver's minimum). The drivers,
+// listed in registry.go, and their own keys:
 //
 //	sim        series (1–10000, default 1), seed (default 1), spike_rate and dropout_rate
 //	           (probability per read and series, 0–1, 0 = none; default 0.002 and 0.001).

@@ -3,12 +3,12 @@ package sampler
 import (
 	"context"
 	"errors"
-	"strconv"
 
 	"go.yaml.in/yaml/v3"
 
 	"periph.io/x/conn/v3/i2c"
 
+	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/ads1x15"
 )
 
@@ -30,48 +30,47 @@ var ads1x15Inputs = map[string]ads1x15.Input{
 	"0-1": ads1x15.A0MinA1, "0-3": ads1x15.A0MinA3, "1-3": ads1x15.A1MinA3, "2-3": ads1x15.A2MinA3,
 }
 
-func decodeADS1x15(d *decoder) any {
+func decodeADS1x15(m *strictyaml.Map, sensor string) any {
 	o := &ads1x15Opts{
-		bus:  d.i2cBus(),
-		addr: d.address("address", 0x48, "ADS1x15", ads1x15.ValidAddr, "0x48, 0x49, 0x4a or 0x4b"),
-		chip: d.oneOf("chip", "ads1115", "ads1115", "ads1015"),
+		bus:  i2cBus(m),
+		addr: address(m, "address", 0x48, "ADS1x15", ads1x15.ValidAddr, "0x48, 0x49, 0x4a or 0x4b"),
+		chip: m.OneOf("chip", "ads1115", "ads1115", "ads1015"),
 	}
-	n := d.get("channels")
+	n := m.Get("channels")
 	if n == nil || n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
-		d.errAt(n, "channels", "want a list such as [{name: soil, input: 0}]")
+		m.ErrorAt(n, "channels", "must be a list such as [{name: soil, input: 0}]")
 		return o
 	}
 	names := map[string]bool{}
 	for i, cn := range n.Content {
-		c := d.sub("channels["+strconv.Itoa(i)+"]", cn)
-		if c == nil {
+		c, ok := m.Entry("channels", i, cn, "{name: soil, input: 0}")
+		if !ok {
 			continue
 		}
-		ch := ads1x15.Channel{Name: c.str("name", "", true)}
+		ch := ads1x15.Channel{Name: c.Required("name")}
 		if ch.Name != "" {
-			c.measurementName(c.vals["name"], "name", ch.Name)
+			measurementName(c, c.Get("name"), "name", sensor, ch.Name)
 			if names[ch.Name] {
-				c.errf("name", "%q is already the name of another channel", ch.Name)
+				c.Errorf("name", "%q is already the name of another channel", ch.Name)
 			}
 			names[ch.Name] = true
 		}
-		if in, ok := c.scalar("input", true); ok {
+		if in := c.Required("input"); in != "" {
 			var known bool
 			if ch.Input, known = ads1x15Inputs[in]; !known {
-				c.errf("input", "%q is not one of 0, 1, 2, 3, 0-1, 0-3, 1-3, 2-3", in)
+				c.Errorf("input", "%q is not one of 0, 1, 2, 3, 0-1, 0-3, 1-3, 2-3", in)
 			}
 		}
-		ch.Range = c.float("range", 4.096)
+		ch.Range = c.Float("range", 4.096)
 		if !validRange(ch.Range) {
-			c.errf("range", "%v V is not one of 6.144, 4.096, 2.048, 1.024, 0.512, 0.256", ch.Range)
+			c.Errorf("range", "%v V is not one of 6.144, 4.096, 2.048, 1.024, 0.512, 0.256", ch.Range)
 		}
-		ch.Scale = c.float("scale", 1)
+		ch.Scale = c.Float("scale", 1)
 		if ch.Scale == 0 {
-			c.errf("scale", "must not be 0")
+			c.Errorf("scale", "must not be 0")
 		}
-		ch.Offset = c.float("offset", 0)
-		ch.Unit = c.str("unit", "V", false)
-		d.absorb(c)
+		ch.Offset = c.Float("offset", 0)
+		ch.Unit = c.Str("unit", "V")
 		o.chans = append(o.chans, ch)
 	}
 	return o

@@ -6,6 +6,7 @@ import (
 
 	"periph.io/x/conn/v3/i2c"
 
+	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/aht20"
 )
 
@@ -13,7 +14,7 @@ import (
 // temperature (C), humidity (%).
 type aht20Opts struct{ bus string }
 
-func decodeAHT20(d *decoder) any { return &aht20Opts{bus: d.i2cBus()} }
+func decodeAHT20(m *strictyaml.Map, _ string) any { return &aht20Opts{bus: i2cBus(m)} }
 
 type aht20Sensor struct {
 	bus i2c.BusCloser

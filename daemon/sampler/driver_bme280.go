@@ -7,6 +7,7 @@ import (
 
 	"periph.io/x/conn/v3/i2c"
 
+	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/bme280"
 )
 
@@ -18,11 +19,11 @@ type bme280Opts struct {
 	addr uint16
 }
 
-func decodeBME280(chip string) func(*decoder) any {
-	return func(d *decoder) any {
+func decodeBME280(chip string) func(*strictyaml.Map, string) any {
+	return func(m *strictyaml.Map, _ string) any {
 		return &bme280Opts{
-			bus:  d.i2cBus(),
-			addr: d.address("address", bme280.AddrLow, chip, bme280.ValidAddr, "0x76 or 0x77"),
+			bus:  i2cBus(m),
+			addr: address(m, "address", bme280.AddrLow, chip, bme280.ValidAddr, "0x76 or 0x77"),
 		}
 	}
 }
@@ -67,16 +68,16 @@ func (s *bme280Sensor) Read(_ context.Context, dst []Measurement) ([]Measurement
 
 // i2cBus reads the required bus key: the number N of /dev/i2c-N, as a
 // string ("1") or a number (1).
-func (d *decoder) i2cBus() string {
-	v, ok := d.scalar("bus", false)
+func i2cBus(m *strictyaml.Map) string {
+	v, ok := m.Scalar("bus")
 	if !ok {
-		if !d.has("bus") {
-			d.errAt(nil, "bus", "missing (the N of /dev/i2c-N; 1 on a Raspberry Pi)")
+		if !m.Has("bus") {
+			m.Errorf("bus", "missing (the N of /dev/i2c-N; 1 on a Raspberry Pi)")
 		}
 		return ""
 	}
 	if _, err := parseBus(v); err != nil {
-		d.errf("bus", "%v", err)
+		m.Errorf("bus", "%v", err)
 	}
 	return v
 }

@@ -5,6 +5,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/ds18b20"
 )
 
@@ -17,37 +18,37 @@ type ds18b20Opts struct {
 	names map[string]string // id → measurement name
 }
 
-func decodeDS18B20(d *decoder) any {
+func decodeDS18B20(m *strictyaml.Map, sensor string) any {
 	o := &ds18b20Opts{names: map[string]string{}}
-	n := d.get("probes")
+	n := m.Get("probes")
 	if n == nil {
 		return o
 	}
 	add := func(name string, v *yaml.Node) {
-		v = resolve(v)
+		v = strictyaml.Resolve(v)
 		if v.Kind != yaml.ScalarNode || !ds18b20.ValidID(v.Value) {
-			d.errAt(v, "probes", "%q is not a 1-Wire id such as 28-0316a2795bff", v.Value)
+			m.ErrorAt(v, "probes", "%q is not a 1-Wire id such as 28-0316a2795bff", v.Value)
 			return
 		}
 		if _, dup := o.names[v.Value]; dup {
-			d.errAt(v, "probes", "%s is listed twice", v.Value)
+			m.ErrorAt(v, "probes", "%s is listed twice", v.Value)
 			return
 		}
-		d.measurementName(v, "probes", name)
+		measurementName(m, v, "probes", sensor, name)
 		o.ids = append(o.ids, v.Value)
 		o.names[v.Value] = name
 	}
 	switch n.Kind {
 	case yaml.SequenceNode:
 		for _, v := range n.Content {
-			add(resolve(v).Value, v)
+			add(strictyaml.Resolve(v).Value, v)
 		}
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			add(n.Content[i].Value, n.Content[i+1])
 		}
 	default:
-		d.errAt(n, "probes", "want a list of ids or a mapping from name to id")
+		m.ErrorAt(n, "probes", "must be a list of ids or a mapping from name to id")
 	}
 	return o
 }

@@ -6,6 +6,7 @@ import (
 
 	"periph.io/x/conn/v3/gpio"
 
+	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/gpiocount"
 )
 
@@ -22,14 +23,14 @@ type gpiocountOpts struct {
 	unit, rateUnit string
 }
 
-func decodeGPIOCount(d *decoder) any {
+func decodeGPIOCount(m *strictyaml.Map, _ string) any {
 	o := &gpiocountOpts{
-		line: d.str("line", "", true),
-		chip: d.str("chip", "", false),
-		unit: d.str("unit", "pulses", false),
+		line: m.Required("line"),
+		chip: m.Str("chip", ""),
+		unit: m.Str("unit", "pulses"),
 	}
-	o.rateUnit = d.str("rate_unit", o.unit+"/s", false)
-	switch d.oneOf("edge", "falling", "falling", "rising", "both") {
+	o.rateUnit = m.Str("rate_unit", o.unit+"/s")
+	switch m.OneOf("edge", "falling", "falling", "rising", "both") {
 	case "falling":
 		o.opts.Edge = gpio.FallingEdge
 	case "rising":
@@ -37,7 +38,7 @@ func decodeGPIOCount(d *decoder) any {
 	case "both":
 		o.opts.Edge = gpio.BothEdges
 	}
-	switch d.oneOf("pull", "up", "up", "down", "none") {
+	switch m.OneOf("pull", "up", "up", "down", "none") {
 	case "up":
 		o.opts.Pull = gpio.PullUp
 	case "down":
@@ -45,15 +46,13 @@ func decodeGPIOCount(d *decoder) any {
 	case "none":
 		o.opts.Pull = gpio.PullNoChange
 	}
-	if d.has("debounce") {
-		o.opts.Debounce = d.duration("debounce", 0)
-		if o.opts.Debounce > time.Second {
-			d.errf("debounce", "%v is longer than a second: a pulse would be lost", o.opts.Debounce)
-		}
+	o.opts.Debounce = m.PositiveDuration("debounce", 0)
+	if o.opts.Debounce > time.Second {
+		m.Errorf("debounce", "%v is longer than a second: a pulse would be lost", o.opts.Debounce)
 	}
-	o.opts.Scale = d.float("scale", 1)
+	o.opts.Scale = m.Float("scale", 1)
 	if o.opts.Scale == 0 {
-		d.errf("scale", "must not be 0")
+		m.Errorf("scale", "must not be 0")
 	}
 	return o
 }

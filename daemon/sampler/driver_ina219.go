@@ -6,6 +6,7 @@ import (
 
 	"periph.io/x/conn/v3/i2c"
 
+	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/ina219"
 )
 
@@ -18,18 +19,18 @@ type ina219Opts struct {
 	opts ina219.Opts
 }
 
-func decodeINA219(d *decoder) any {
+func decodeINA219(m *strictyaml.Map, _ string) any {
 	o := &ina219Opts{
-		bus:  d.i2cBus(),
-		addr: d.address("address", 0x40, "INA219", ina219.ValidAddr, "0x40 to 0x4f"),
+		bus:  i2cBus(m),
+		addr: address(m, "address", 0x40, "INA219", ina219.ValidAddr, "0x40 to 0x4f"),
 	}
-	o.opts.ShuntOhms = d.float("shunt_ohms", 0.1)
+	o.opts.ShuntOhms = m.Float("shunt_ohms", 0.1)
 	if o.opts.ShuntOhms <= 0 {
-		d.errf("shunt_ohms", "must be > 0")
+		m.Errorf("shunt_ohms", "must be > 0")
 	}
-	o.opts.MaxCurrent = d.float("max_current", 3.2)
+	o.opts.MaxCurrent = m.Float("max_current", 3.2)
 	if o.opts.MaxCurrent <= 0 {
-		d.errf("max_current", "must be > 0")
+		m.Errorf("max_current", "must be > 0")
 	}
 	return o
 }

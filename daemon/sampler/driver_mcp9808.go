@@ -6,6 +6,7 @@ import (
 
 	"periph.io/x/conn/v3/i2c"
 
+	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/mcp9808"
 )
 
@@ -16,10 +17,10 @@ type mcp9808Opts struct {
 	addr uint16
 }
 
-func decodeMCP9808(d *decoder) any {
+func decodeMCP9808(m *strictyaml.Map, _ string) any {
 	return &mcp9808Opts{
-		bus:  d.i2cBus(),
-		addr: d.address("address", 0x18, "MCP9808", mcp9808.ValidAddr, "0x18 to 0x1f"),
+		bus:  i2cBus(m),
+		addr: address(m, "address", 0x18, "MCP9808", mcp9808.ValidAddr, "0x18 to 0x1f"),
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/sim"
 )
 
@@ -17,14 +18,14 @@ type simOpts struct {
 	hasRates         bool
 }
 
-func decodeSim(d *decoder) any {
+func decodeSim(m *strictyaml.Map, _ string) any {
 	o := &simOpts{
-		series:   d.intIn("series", 1, 1, sim.MaxSeries),
-		seed:     d.uint64("seed", 1),
+		series:   m.Int("series", 1, 1, sim.MaxSeries),
+		seed:     m.Uint64("seed", 1),
 		hasRates: true,
 	}
-	o.spikes = d.probability("spike_rate", sim.DefaultSpikeRate)
-	o.dropouts = d.probability("dropout_rate", sim.DefaultDropoutRate)
+	o.spikes = probability(m, "spike_rate", sim.DefaultSpikeRate)
+	o.dropouts = probability(m, "dropout_rate", sim.DefaultDropoutRate)
 	return o
 }
 

@@ -3,6 +3,7 @@ package sampler
 import (
 	"context"
 
+	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/thermal"
 )
 
@@ -10,8 +11,8 @@ import (
 // the SoC on a Raspberry Pi). Measurement: temperature (C).
 type thermalOpts struct{ zone int }
 
-func decodeThermal(d *decoder) any {
-	return &thermalOpts{zone: d.intIn("zone", 0, 0, 1000)}
+func decodeThermal(m *strictyaml.Map, _ string) any {
+	return &thermalOpts{zone: m.Int("zone", 0, 0, 1000)}
 }
 
 type thermalSensor struct{ dev *thermal.Dev }

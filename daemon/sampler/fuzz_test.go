@@ -25,7 +25,7 @@ func FuzzDecodeSensors(f *testing.F) {
 		if yaml.Unmarshal([]byte(src), &n) != nil || len(n.Content) == 0 {
 			return
 		}
-		specs, err := DecodeSensors(&n)
+		specs, err := decodeNode(&n)
 		if err != nil {
 			return
 		}

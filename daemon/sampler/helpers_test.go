@@ -103,7 +103,7 @@ func specs(t testing.TB, src string) []SensorSpec {
 	if err := yaml.Unmarshal([]byte(src), &n); err != nil {
 		t.Fatalf("yaml: %v", err)
 	}
-	s, err := DecodeSensors(&n)
+	s, err := decodeNode(&n)
 	if err != nil {
 		t.Fatalf("DecodeSensors error = %v", err)
 	}

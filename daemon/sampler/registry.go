@@ -1,13 +1,18 @@
 package sampler
 
-import "time"
+import (
+	"time"
+
+	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
+)
 
 // driver is one kind of sensor the config can name.
 type driver struct {
 	// minInterval is the shortest interval the driver accepts.
 	minInterval time.Duration
-	// decode reads the driver's own keys of a config entry.
-	decode func(*decoder) any
+	// decode reads the driver's own keys of the config entry m of the
+	// sensor named sensor.
+	decode func(m *strictyaml.Map, sensor string) any
 	// open opens a sensor from its decoded spec.
 	open func(SensorSpec, *env) (sensor, error)
 }

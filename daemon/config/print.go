@@ -1,4 +1,4 @@
-package daemon
+package config
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 )
 
 // WriteYAML writes the effective configuration, defaults filled in, as
-// YAML that LoadConfig reads back to the same Config. Secrets live in files
+// YAML that Load reads back to the same Config. Secrets live in files
 // and only their paths appear; a URL's password, were one there, is hidden.
 func (c *Config) WriteYAML(w io.Writer) error {
 	dur := func(d time.Duration) string {
@@ -36,14 +36,14 @@ func (c *Config) WriteYAML(w io.Writer) error {
 		"uplink", ordered(
 			"kind", c.Uplink.Kind,
 			"http", ordered(
-				"url", redactURL(c.Uplink.HTTP.URL),
+				"url", RedactURL(c.Uplink.HTTP.URL),
 				"token_file", c.Uplink.HTTP.TokenFile,
 				"ca_file", c.Uplink.HTTP.CAFile,
 				"client_cert", c.Uplink.HTTP.ClientCert,
 				"client_key", c.Uplink.HTTP.ClientKey,
 			),
 			"mqtt", ordered(
-				"broker", redactURL(c.Uplink.MQTT.Broker),
+				"broker", RedactURL(c.Uplink.MQTT.Broker),
 				"username", c.Uplink.MQTT.Username,
 				"password_file", c.Uplink.MQTT.PasswordFile,
 				"prefix", c.Uplink.MQTT.Prefix,

@@ -1,4 +1,4 @@
-package daemon
+package config
 
 import (
 	"bytes"
@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/outpost-iot/outpost/daemon/sampler"
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
-// loadTestdata reads testdata/config/name, with TOKEN replaced by the path
+// loadTestdata reads testdata/name, with TOKEN replaced by the path
 // of a secret file of the given mode.
 func loadTestdata(t *testing.T, name string, tokenMode os.FileMode) (*Config, error) {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "config", name))
+	data, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,17 +29,17 @@ func loadTestdata(t *testing.T, name string, tokenMode os.FileMode) (*Config, er
 		t.Fatal(err)
 	}
 	data = bytes.ReplaceAll(data, []byte("TOKEN"), []byte(token))
-	return ParseConfig(name, data)
+	return Parse(name, data)
 }
 
 func TestConfigDesignExample(t *testing.T) {
 	cfg, err := loadTestdata(t, "full.yaml", 0o640)
 	if err != nil {
-		t.Fatalf("ParseConfig(full.yaml) = %v", err)
+		t.Fatalf("Parse(full.yaml) = %v", err)
 	}
-	if cfg.Device != "pi-07" || cfg.Spool.MaxBytes != 512*MiB || cfg.Spool.CommitInterval != time.Second ||
-		cfg.Uplink.Batch.MaxBytes != 256*KiB || cfg.Uplink.HTTP.URL != "https://receiver.example.com" {
-		t.Errorf("ParseConfig(full.yaml) = %+v", cfg)
+	if cfg.Device != "pi-07" || cfg.Spool.MaxBytes != 512*reading.MiB || cfg.Spool.CommitInterval != time.Second ||
+		cfg.Uplink.Batch.MaxBytes != 256*reading.KiB || cfg.Uplink.HTTP.URL != "https://receiver.example.com" {
+		t.Errorf("Parse(full.yaml) = %+v", cfg)
 	}
 	if len(cfg.Sensors) != 2 || cfg.Sensors[0].Name != "greenhouse" || cfg.Sensors[1].Name != "demo" || cfg.Sensors[1].Node.Line != 16 {
 		t.Errorf("sensors = %+v; want greenhouse, demo (line 16)", cfg.Sensors)
@@ -48,19 +49,19 @@ func TestConfigDesignExample(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	cfg, err := loadTestdata(t, "mqtt.yaml", 0o600)
 	if err != nil {
-		t.Fatalf("ParseConfig(mqtt.yaml) = %v", err)
+		t.Fatalf("Parse(mqtt.yaml) = %v", err)
 	}
 	want := Defaults()
 	want.Device = "pi-08"
 	want.Uplink.Kind = "mqtt"
-	want.Uplink.MQTT = MQTTConfig{Broker: "tls://broker.example.com:8883", Username: "pi-08",
+	want.Uplink.MQTT = MQTT{Broker: "tls://broker.example.com:8883", Username: "pi-08",
 		PasswordFile: cfg.Uplink.MQTT.PasswordFile, Prefix: "farm", Confirm: "broker", ReceiptTimeout: 30 * time.Second}
-	want.Spool.MaxBytes = 64 * MiB
+	want.Spool.MaxBytes = 64 * reading.MiB
 	want.Spool.CommitInterval = 0
 	want.Spool.Policy = "reject_new"
 	want.Spool.MaxAge = 168 * time.Hour
 	if !reflect.DeepEqual(*cfg, want) {
-		t.Errorf("ParseConfig(mqtt.yaml) =\n%+v\nwant\n%+v", *cfg, want)
+		t.Errorf("Parse(mqtt.yaml) =\n%+v\nwant\n%+v", *cfg, want)
 	}
 }
 
@@ -81,26 +82,51 @@ func TestConfigErrorsNameLineAndKey(t *testing.T) {
 			`line 12: log.level: "verbose" is not one of debug, info, warn, error`,
 		}},
 		{"bad-sensors.yaml", []string{
-			`bad-sensors.yaml: sensors[1]: line 5: name: missing`,
-			`line 6: sensors[2].name: "a" is already the name of sensors[0]`,
+			`bad-sensors.yaml: line 5: sensors[1].name: missing`,
+			`line 6: sensors[2] (a).name: "a" is already the name of sensors[0]`,
 			`line 7: sensors[3]: must be a mapping`,
-			`bad-sensors.yaml: sensors[4] (gh): line 8: address: 0x99 is not a valid`,
+			`bad-sensors.yaml: line 8: sensors[4] (gh).address: "0x99" is not a valid`,
 		}},
-		{"bad-yaml.yaml", []string{"bad-yaml.yaml: yaml: line"}},
+		{"bad-yaml.yaml", []string{"bad-yaml.yaml: line 2: did not find expected ',' or ']'"}},
+		// The line of the mistake, not of the key above it.
+		{"bad-indent.yaml", []string{"bad-indent.yaml: line 4: did not find expected key"}},
+		{"bad-tab.yaml", []string{"bad-tab.yaml: line 3: found character that cannot start any token (a tab: YAML indents with spaces only)"}},
+		// Every problem in one run: the duplicate name too, though its entry
+		// names an unknown driver (whose keys, bus here, cannot be checked).
+		{"bad-all-at-once.yaml", []string{
+			`line 2: spool.polcy: unknown key (known here: commit_interval, max_age, max_bytes, path, policy)`,
+			`line 6: sensors[1] (demo).driver: unknown driver "bme680" (known: ads1x15, aht20, bme280, bmp280, ds18b20, gpiocount, ina219, mcp9808, sim, thermal)`,
+			`line 6: sensors[1] (demo).name: "demo" is already the name of sensors[0]`,
+			`line 7: sensors[2] (soil).channels[0].input: "9" is not one of 0, 1, 2, 3, 0-1, 0-3, 1-3, 2-3`,
+			`line 8: log.level: "loud" is not one of debug, info, warn, error`,
+		}},
+		// An unknown key lists the known ones, in every section.
+		{"bad-unknown-keys.yaml", []string{
+			"line 1: devices: unknown key (known here: device, log, sensors, spool, status, uplink)",
+			"line 2: spool.paths: unknown key (known here: commit_interval, max_age, max_bytes, path, policy)",
+			"line 4: uplink.kinds: unknown key (known here: batch, heartbeat, http, kind, mqtt, rate_limit)",
+			"line 5: uplink.http.urls: unknown key (known here: ca_file, client_cert, client_key, token_file, url)",
+			"line 6: uplink.mqtt.brokers: unknown key (known here: broker, ca_file, confirm, password_file, prefix, receipt_timeout, username)",
+			"line 7: uplink.batch.max_reading: unknown key (known here: in_flight, max_bytes, max_readings)",
+			"line 9: sensors[0] (a).serie: unknown key (known here: driver, dropout_rate, interval, name, seed, series, spike_rate)",
+			"line 10: sensors[1] (b).channels[0].gain: unknown key (known here: input, name, offset, range, scale, unit)",
+			"line 11: status.sockets: unknown key (known here: socket)",
+			"line 12: log.levels: unknown key (known here: level)",
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
 			_, err := loadTestdata(t, tc.file, 0o640)
 			if err == nil {
-				t.Fatalf("ParseConfig(%s) = nil; want errors", tc.file)
+				t.Fatalf("Parse(%s) = nil; want errors", tc.file)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
-					t.Errorf("ParseConfig(%s) error\n%v\ndoes not contain %q", tc.file, err, w)
+					t.Errorf("Parse(%s) error\n%v\ndoes not contain %q", tc.file, err, w)
 				}
 			}
-			if got, want := strings.Count(err.Error(), "\n")+1, len(tc.want); tc.file != "bad-yaml.yaml" && got != want {
-				t.Errorf("ParseConfig(%s) reported %d problems; want %d:\n%v", tc.file, got, want, err)
+			if got, want := strings.Count(err.Error(), "\n")+1, len(tc.want); got != want {
+				t.Errorf("Parse(%s) reported %d problems; want %d:\n%v", tc.file, got, want, err)
 			}
 		})
 	}
@@ -112,19 +138,20 @@ func TestConfigSecretFiles(t *testing.T) {
 		t.Errorf("world-readable token file: error = %v; want one naming uplink.http.token_file, line 10 and the mode", err)
 	}
 	data := []byte("uplink: {http: {url: 'http://127.0.0.1:1', token_file: /nonexistent/token}}\n")
-	_, err = ParseConfig("c.yaml", data)
+	_, err = Parse("c.yaml", data)
 	if err == nil || !strings.Contains(err.Error(), "c.yaml: line 1: uplink.http.token_file: stat /nonexistent/token: no such file") {
 		t.Errorf("missing token file: error = %v", err)
 	}
 	data = []byte("uplink: {http: {url: 'https://user:hunter2@example.com'}}\n")
-	_, err = ParseConfig("c.yaml", data)
+	_, err = Parse("c.yaml", data)
 	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "carries a password") {
 		t.Errorf("password in URL: error = %v; want it refused without echoing the password", err)
 	}
 }
 
 func TestConfigWriteYAMLRoundTrip(t *testing.T) {
-	for _, name := range []string{"full.yaml", "mqtt.yaml"} {
+	// aliases.yaml: written with each alias's value, or config check panics.
+	for _, name := range []string{"full.yaml", "mqtt.yaml", "aliases.yaml"} {
 		cfg, err := loadTestdata(t, name, 0o600)
 		if err != nil {
 			t.Fatal(err)
@@ -133,7 +160,7 @@ func TestConfigWriteYAMLRoundTrip(t *testing.T) {
 		if err := cfg.WriteYAML(&buf); err != nil {
 			t.Fatal(err)
 		}
-		back, err := ParseConfig("effective.yaml", buf.Bytes())
+		back, err := Parse("effective.yaml", buf.Bytes())
 		if err != nil {
 			t.Fatalf("%s: the effective config does not load back: %v\n%s", name, err, buf.String())
 		}
@@ -151,26 +178,8 @@ func TestConfigWriteYAMLRoundTrip(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]Size{"512MiB": 512 << 20, "256KiB": 256 << 10, "1GiB": 1 << 30, "1.5GiB": 3 << 29, "64KB": 64000, "1MB": 1e6, "4096": 4096, "10B": 10, "2 MiB": 2 << 20} {
-		if got, err := ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "MiB", "-1MiB", "12 parsecs", "1e30GiB", "0x10"} {
-		if _, err := ParseSize(bad); err == nil {
-			t.Errorf("ParseSize(%q) = nil error; want one", bad)
-		}
-	}
-	for s, want := range map[Size]string{512 << 20: "512MiB", 256 << 10: "256KiB", 1000: "1000B", 3 << 29: "1536MiB"} {
-		if got := s.String(); got != want {
-			t.Errorf("Size(%d).String() = %q; want %q", int64(s), got, want)
-		}
-	}
-}
-
 func TestConfigWarnings(t *testing.T) {
-	cfg, err := ParseConfig("min.yaml", []byte("device: pi-07\n"))
+	cfg, err := Parse("min.yaml", []byte("device: pi-07\n"))
 	if err != nil {
 		t.Fatalf("a config with only a device = %v; want valid (it spools until an uplink is set)", err)
 	}
