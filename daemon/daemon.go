@@ -268,7 +268,7 @@ func (d *Daemon) startUplink(life context.Context, cfg *Config) error {
 		return err
 	}
 	dr := &uplink.Drainer{
-		Outbox:      &outbox{spool: d.spool},
+		Outbox:      d.spool,
 		Sender:      s,
 		MaxReadings: cfg.Uplink.Batch.MaxReadings,
 		MaxBytes:    int(cfg.Uplink.Batch.MaxBytes),
@@ -351,3 +351,6 @@ func sameSensors(a, b []SensorBlock) bool {
 	}
 	return true
 }
+
+// Interface guards: the spool is the uplink's outbox as it is.
+var _ uplink.Outbox = (*spool.Spool)(nil)

@@ -71,7 +71,7 @@ func TestFreshReadingsNotStarved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &uplink.Drainer{Outbox: &outbox{spool: sp}, Sender: h, MaxReadings: 200, InFlight: 2, RateLimit: 2000, Idle: 100 * time.Millisecond}
+	d := &uplink.Drainer{Outbox: sp, Sender: h, MaxReadings: 200, InFlight: 2, RateLimit: 2000, Idle: 100 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()

@@ -306,7 +306,7 @@ func benchLifecycle(b *testing.B, d benchDisk, perCommit, lag int, pace time.Dur
 	}
 	defer s.Close(context.Background())
 	ctx := context.Background()
-	var inFlight []*Batch
+	var inFlight []*reading.Batch
 	i := 0
 	step := func() {
 		for range perCommit {
@@ -668,7 +668,7 @@ func TestHelperDrain(t *testing.T) {
 			}
 		}
 	}()
-	var inFlight []*Batch
+	var inFlight []*reading.Batch
 	drained, acks := 0, 0
 	start := time.Now()
 	for {

@@ -76,7 +76,7 @@ func TestCollectMatchesEncodedSizes(t *testing.T) {
 					size += lines[i] + 1
 					want++
 				}
-				batch := &Batch{Stream: stream}
+				batch := &reading.Batch{Stream: stream}
 				err := s.view(func(tx *bolt.Tx) error {
 					s.drainMu.Lock()
 					defer s.drainMu.Unlock()

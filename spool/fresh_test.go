@@ -28,7 +28,7 @@ func TestNextFresh(t *testing.T) {
 	s := mustOpen(t, testOptions(t.TempDir()))
 	appendSeq(t, s, 1000)
 	handed := map[uint64]int{}
-	take := func(b *Batch, err error) *Batch {
+	take := func(b *reading.Batch, err error) *reading.Batch {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)

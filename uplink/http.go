@@ -121,7 +121,7 @@ func NewHTTP(o HTTPOptions) (*HTTP, error) {
 func (h *HTTP) Close() { h.client.CloseIdleConnections() }
 
 // Send posts one batch and classifies the answer.
-func (h *HTTP) Send(ctx context.Context, b *Batch) Result {
+func (h *HTTP) Send(ctx context.Context, b *reading.Batch) Result {
 	buf := h.getBuf()
 	defer h.bufs.Put(buf)
 	if res, ok := encodeBatch(buf, b, h.gzip); !ok {
@@ -157,7 +157,7 @@ func (h *HTTP) getBuf() *bytes.Buffer {
 // encodeBatch writes the batch as NDJSON, readings first and the
 // dropped-range lines after them, gzipped if asked. A reading that does not
 // validate rejects the batch at its line without anything being sent.
-func encodeBatch(buf *bytes.Buffer, b *Batch, gz bool) (Result, bool) {
+func encodeBatch(buf *bytes.Buffer, b *reading.Batch, gz bool) (Result, bool) {
 	var w io.Writer = buf
 	var zw *gzip.Writer
 	if gz {

@@ -277,7 +277,7 @@ func (m *MQTT) close() {
 
 // Send publishes one batch and, unless ConfirmBroker, waits for the
 // receiver's receipt of every seq in it.
-func (m *MQTT) Send(ctx context.Context, b *Batch) Result {
+func (m *MQTT) Send(ctx context.Context, b *reading.Batch) Result {
 	if !m.client.IsConnectionOpen() {
 		m.mu.Lock()
 		refused := m.refused
@@ -349,16 +349,14 @@ type waiter struct {
 	closed       bool
 }
 
-func newWaiter(b *Batch) *waiter {
-	w := &waiter{outstanding: map[uint64]bool{}, done: make(chan struct{})}
+func newWaiter(b *reading.Batch) *waiter {
+	w := &waiter{stream: b.Stream, outstanding: map[uint64]bool{}, done: make(chan struct{})}
 	for _, r := range b.Readings {
-		w.stream = r.Stream
 		w.outstanding[r.Seq] = true
 	}
 	if len(b.Readings) == 0 {
 		// A batch that only reports ranges is receipted by those ranges.
 		for _, d := range b.Dropped {
-			w.stream = d.Stream
 			w.outstanding[d.From] = true
 		}
 	}
@@ -396,7 +394,7 @@ func (w *waiter) apply(r *receipt) {
 	}
 }
 
-func (w *waiter) result(b *Batch) Result {
+func (w *waiter) result(b *reading.Batch) Result {
 	if w.rejectedSeq == 0 {
 		return Result{Outcome: Accepted, Counts: Counts{Accepted: len(b.Readings)}}
 	}

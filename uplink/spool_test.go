@@ -11,11 +11,11 @@ import (
 	"github.com/outpost-iot/outpost/spool"
 )
 
-// spoolOutbox is the real spool as the drain loop sees it, as the daemon
-// wires it (daemon/adapters.go, which this package cannot import). It
-// counts acknowledged readings and closes done once want are acknowledged.
+// spoolOutbox is the real spool, which the drain loop takes as it is (as
+// the daemon wires it), counting acknowledged readings: it closes done once
+// want are acknowledged.
 type spoolOutbox struct {
-	sp    *spool.Spool
+	*spool.Spool
 	want  int64
 	acked atomic.Int64
 	done  chan struct{}
@@ -23,51 +23,17 @@ type spoolOutbox struct {
 }
 
 func newSpoolOutbox(sp *spool.Spool, want int) *spoolOutbox {
-	return &spoolOutbox{sp: sp, want: int64(want), done: make(chan struct{})}
+	return &spoolOutbox{Spool: sp, want: int64(want), done: make(chan struct{})}
 }
 
-func (o *spoolOutbox) Next(maxReadings, maxBytes int) (*Batch, error) {
-	b, err := o.sp.Next(maxReadings, maxBytes)
-	if err != nil || b == nil {
-		return nil, err
-	}
-	return &Batch{Readings: b.Readings, Dropped: b.Dropped}, nil
-}
-
-func (o *spoolOutbox) NextFresh(maxReadings, maxBytes, minBacklog int) (*Batch, error) {
-	b, err := o.sp.NextFresh(maxReadings, maxBytes, minBacklog)
-	if err != nil || b == nil {
-		return nil, err
-	}
-	return &Batch{Readings: b.Readings, Dropped: b.Dropped}, nil
-}
-
-func (o *spoolOutbox) Ack(b *Batch) error {
-	if err := o.sp.Ack(toSpoolBatch(b)); err != nil {
+func (o *spoolOutbox) Ack(b *reading.Batch) error {
+	if err := o.Spool.Ack(b); err != nil {
 		return err
 	}
 	if o.acked.Add(int64(len(b.Readings))) >= o.want {
 		o.once.Do(func() { close(o.done) })
 	}
 	return nil
-}
-
-func (o *spoolOutbox) DeadLetter(ctx context.Context, b *Batch, reason string) error {
-	return o.sp.DeadLetter(ctx, toSpoolBatch(b), reason)
-}
-
-func (o *spoolOutbox) Committed() <-chan struct{} { return o.sp.Committed() }
-
-func toSpoolBatch(b *Batch) *spool.Batch {
-	sb := &spool.Batch{Readings: b.Readings, Dropped: b.Dropped}
-	switch {
-	case len(b.Readings) > 0:
-		sb.Stream = b.Readings[0].Stream
-		sb.From, sb.To = b.Readings[0].Seq, b.Readings[len(b.Readings)-1].Seq
-	case len(b.Dropped) > 0:
-		sb.Stream = b.Dropped[0].Stream
-	}
-	return sb
 }
 
 // simReadings calls fn with n readings shaped like the sim driver's: 4
