@@ -28,7 +28,7 @@ func TestFreshReadingsNotStarved(t *testing.T) {
 	defer sp.Close(context.Background())
 	t0 := time.Now().Add(-time.Hour)
 	for i := range 20000 {
-		if _, err := sp.Append(context.Background(), reading.Reading{Sensor: "backlog", Value: float64(i), Time: t0.Add(time.Duration(i) * time.Millisecond)}, spool.Clock{}); err != nil {
+		if _, err := sp.Append(context.Background(), reading.Reading{Sensor: "backlog", Value: float64(i), Time: t0.Add(time.Duration(i) * time.Millisecond)}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -79,7 +79,7 @@ func TestFreshReadingsNotStarved(t *testing.T) {
 
 	time.Sleep(time.Second)
 	sampled := time.Now()
-	if _, err := sp.Append(context.Background(), reading.Reading{Sensor: "fresh", Value: 1, Time: sampled}, spool.Clock{}); err != nil {
+	if _, err := sp.Append(context.Background(), reading.Reading{Sensor: "fresh", Value: 1, Time: sampled}, 0); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

@@ -107,7 +107,7 @@ func appendN(t testing.TB, s *Spool, first, n int) []uint64 {
 	ctx := context.Background()
 	seqs := make([]uint64, 0, n)
 	for i := first; i < first+n; i++ {
-		seq, err := s.Append(ctx, sample(i), Clock{})
+		seq, err := s.Append(ctx, sample(i), 0)
 		if err != nil {
 			t.Fatalf("Append(%d) error = %v", i, err)
 		}

@@ -665,7 +665,7 @@ func benchRawPost(b *testing.B, gz bool, n int) {
 	defer srv.Close()
 	batch := &reading.Batch{}
 	seq := uint64(0)
-	simReadings(500, func(r reading.Reading, _ spool.Clock) error {
+	simReadings(500, func(r reading.Reading, _ time.Duration) error {
 		seq++
 		r.Device, r.Stream, r.Seq = benchDevice, 0x9f3c2a71d04b88e1, seq
 		batch.Readings = append(batch.Readings, r)
