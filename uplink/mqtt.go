@@ -62,18 +62,6 @@ type MQTT struct {
 	closeOnce sync.Once
 }
 
-// receipt is what an Outpost receiver publishes after each commit.
-type receipt struct {
-	Stream   string     `json:"stream"`
-	Ranges   [][2]int64 `json:"ranges"`
-	Dropped  [][2]int64 `json:"dropped"`
-	Rejected []struct {
-		Ranges [][2]int64 `json:"ranges"`
-		Error  string     `json:"error"`
-		Line   int        `json:"line"`
-	} `json:"rejected"`
-}
-
 // NewMQTT returns a sender that starts connecting in the background.
 func NewMQTT(o MQTTOptions) (*MQTT, error) {
 	if err := reading.ValidateDevice(o.Device); err != nil {
@@ -319,7 +307,7 @@ func (m *MQTT) Send(ctx context.Context, b *reading.Batch) Result {
 }
 
 func (m *MQTT) onReceipt(_ mqtt.Client, msg mqtt.Message) {
-	var r receipt
+	var r reading.Receipt
 	if err := json.Unmarshal(msg.Payload(), &r); err != nil {
 		m.log.Warn("ignoring a receipt that is not JSON", "topic", msg.Topic(), "err", err)
 		return
@@ -363,11 +351,11 @@ func newWaiter(b *reading.Batch) *waiter {
 	return w
 }
 
-func (w *waiter) apply(r *receipt) {
-	cover := func(ranges [][2]int64) (first uint64) {
+func (w *waiter) apply(r *reading.Receipt) {
+	cover := func(ranges [][2]uint64) (first uint64) {
 		for _, rg := range ranges {
 			for seq := range w.outstanding {
-				if int64(seq) >= rg[0] && int64(seq) <= rg[1] {
+				if seq >= rg[0] && seq <= rg[1] {
 					delete(w.outstanding, seq)
 					if first == 0 || seq < first {
 						first = seq
