@@ -128,7 +128,7 @@ type offsetStore interface {
 type clock struct {
 	src   clockSource
 	boot  spool.BootID
-	store offsetStore
+	store offsetStore // the spool; set before the first check
 	log   *slog.Logger
 
 	synced atomic.Bool

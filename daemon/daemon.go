@@ -127,9 +127,15 @@ func (d *Daemon) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The clock first: it reads the boot id, which the spool stores with
+	// each reading's boot time. It has the spool to record offsets in
+	// once that is open.
+	d.clock = newClock(d.opts.clock, nil, d.log.With("component", "clock"))
+	d.boot = d.clock.boot
 	d.spool, err = spool.Open(spool.Options{
 		Path:           cfg.Spool.Path,
 		Device:         cfg.Device,
+		Boot:           d.boot,
 		CommitInterval: cfg.Spool.CommitInterval,
 		MaxBytes:       int64(cfg.Spool.MaxBytes),
 		MaxAge:         cfg.Spool.MaxAge,
@@ -150,8 +156,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	// The clock before the sampler, so the first readings are stamped
 	// right; the watch records the offset (one learnt while the daemon was
 	// down too) without holding up the start.
-	d.clock = newClock(d.opts.clock, d.spool, d.log.With("component", "clock"))
-	d.boot = d.clock.boot
+	d.clock.store = d.spool
 	d.clock.observe()
 	d.watch = start(life, func(ctx context.Context) { d.clock.watch(ctx, d.opts.clockEvery) })
 	d.startSampler(life, cfg)
@@ -205,7 +210,7 @@ func (d *Daemon) startSampler(life context.Context, cfg *config.Config) {
 	for i, b := range cfg.Sensors {
 		specs[i] = b.Spec
 	}
-	smp, err := sampler.New(specs, &spoolSink{spool: d.spool, boot: d.boot},
+	smp, err := sampler.New(specs, d.spool,
 		sampler.Options{Logger: d.log.With("component", "sampler"), Clock: d.clock})
 	if err != nil {
 		d.log.Error("sampler not started", "err", err)
@@ -269,7 +274,7 @@ func (d *Daemon) startUplink(life context.Context, cfg *config.Config) error {
 		return err
 	}
 	dr := &uplink.Drainer{
-		Outbox:      &outbox{spool: d.spool},
+		Outbox:      d.spool,
 		Sender:      s,
 		MaxReadings: cfg.Uplink.Batch.MaxReadings,
 		MaxBytes:    int(cfg.Uplink.Batch.MaxBytes),
@@ -352,3 +357,10 @@ func sameSensors(a, b []config.Sensor) bool {
 	}
 	return true
 }
+
+// Interface guards: the spool is the sampler's sink and the uplink's outbox
+// as it is.
+var (
+	_ sampler.Sink  = (*spool.Spool)(nil)
+	_ uplink.Outbox = (*spool.Spool)(nil)
+)

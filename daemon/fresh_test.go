@@ -28,7 +28,7 @@ func TestFreshReadingsNotStarved(t *testing.T) {
 	defer sp.Close(context.Background())
 	t0 := time.Now().Add(-time.Hour)
 	for i := range 20000 {
-		if _, err := sp.Append(context.Background(), reading.Reading{Sensor: "backlog", Value: float64(i), Time: t0.Add(time.Duration(i) * time.Millisecond)}, spool.Clock{}); err != nil {
+		if _, err := sp.Append(context.Background(), reading.Reading{Sensor: "backlog", Value: float64(i), Time: t0.Add(time.Duration(i) * time.Millisecond)}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -71,7 +71,7 @@ func TestFreshReadingsNotStarved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &uplink.Drainer{Outbox: &outbox{spool: sp}, Sender: h, MaxReadings: 200, InFlight: 2, RateLimit: 2000, Idle: 100 * time.Millisecond}
+	d := &uplink.Drainer{Outbox: sp, Sender: h, MaxReadings: 200, InFlight: 2, RateLimit: 2000, Idle: 100 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
@@ -79,7 +79,7 @@ func TestFreshReadingsNotStarved(t *testing.T) {
 
 	time.Sleep(time.Second)
 	sampled := time.Now()
-	if _, err := sp.Append(context.Background(), reading.Reading{Sensor: "fresh", Value: 1, Time: sampled}, spool.Clock{}); err != nil {
+	if _, err := sp.Append(context.Background(), reading.Reading{Sensor: "fresh", Value: 1, Time: sampled}, 0); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

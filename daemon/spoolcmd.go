@@ -110,7 +110,7 @@ func importReadings(ctx context.Context, sp *spool.Spool, device string, r io.Re
 			fail(n, "%v", err)
 			continue
 		}
-		seq, err := sp.Append(ctx, rd, spool.Clock{})
+		seq, err := sp.Append(ctx, rd, 0) // its boot clock is unknown
 		if err != nil {
 			return res, fmt.Errorf("line %d: %w", n, err)
 		}

@@ -112,7 +112,7 @@ func TestSpoolCommandsOnTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 5 {
-		sp.Append(context.Background(), reading.Reading{Sensor: "s", Value: float64(i), Time: time.Now()}, spool.Clock{})
+		sp.Append(context.Background(), reading.Reading{Sensor: "s", Value: float64(i), Time: time.Now()}, 0)
 	}
 	sp.Flush(context.Background())
 	b, _ := sp.Next(2, 1<<20)

@@ -32,11 +32,12 @@ var (
 	benchBoot    = BootID{0x0f, 0x3e, 0x4a, 0x52, 0x9b, 0x1c, 0x4d, 0x2e, 0x8f, 0, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc}
 )
 
-func benchReading(i int) (reading.Reading, Clock) {
+// benchReading returns reading i and its boot time in benchBoot.
+func benchReading(i int) (reading.Reading, time.Duration) {
 	d := time.Duration(i) * 100 * time.Millisecond
 	v := math.Round((20+5*math.Sin(float64(i)/600)+float64(i%4))*100) / 100
 	return reading.Reading{Sensor: benchSensors[i%4], Value: v, Unit: "C", Time: benchStart.Add(d)},
-		Clock{Boot: benchBoot, BootTime: 30*time.Second + d}
+		30*time.Second + d
 }
 
 // procIO returns the bytes this process handed to write/pwrite so far
@@ -184,6 +185,7 @@ func benchOptions(tb testing.TB, dir string) Options {
 	opts := testOptions(dir)
 	opts.CommitInterval = time.Hour // the benchmarks commit with Flush
 	opts.CommitReadings = DefaultMaxBufferedReadings
+	opts.Boot = benchBoot
 	return opts
 }
 
@@ -306,7 +308,7 @@ func benchLifecycle(b *testing.B, d benchDisk, perCommit, lag int, pace time.Dur
 	}
 	defer s.Close(context.Background())
 	ctx := context.Background()
-	var inFlight []*Batch
+	var inFlight []*reading.Batch
 	i := 0
 	step := func() {
 		for range perCommit {
@@ -668,7 +670,7 @@ func TestHelperDrain(t *testing.T) {
 			}
 		}
 	}()
-	var inFlight []*Batch
+	var inFlight []*reading.Batch
 	drained, acks := 0, 0
 	start := time.Now()
 	for {

@@ -77,7 +77,7 @@ func TestCapRejectNew(t *testing.T) {
 	var last uint64
 	rejected := 0
 	for i := 1; i <= 200; i++ {
-		seq, err := s.Append(ctx, sample(i), Clock{})
+		seq, err := s.Append(ctx, sample(i), 0)
 		if errors.Is(err, ErrFull) {
 			rejected++
 			continue
@@ -104,7 +104,7 @@ func TestCapRejectNew(t *testing.T) {
 	if err := s.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if seq, err := s.Append(ctx, sample(1), Clock{}); err != nil || seq != last+1 {
+	if seq, err := s.Append(ctx, sample(1), 0); err != nil || seq != last+1 {
 		t.Fatalf("after draining Append() = %d, %v; want %d", seq, err, last+1)
 	}
 }
@@ -122,7 +122,7 @@ func TestMaxAgeDropsOldSyncedReadings(t *testing.T) {
 	add := func(age time.Duration, unsynced bool) {
 		r := sample(1)
 		r.Time, r.Unsynced = base.Add(-age), unsynced
-		if _, err := s.Append(ctx, r, Clock{}); err != nil {
+		if _, err := s.Append(ctx, r, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -156,7 +156,7 @@ func TestAgeCapWritesNothingWhileNothingAgedOut(t *testing.T) {
 	s := mustOpen(t, opts)
 	r := sample(1)
 	r.Time = base
-	if _, err := s.Append(context.Background(), r, Clock{}); err != nil {
+	if _, err := s.Append(context.Background(), r, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Flush(context.Background()); err != nil {

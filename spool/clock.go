@@ -45,15 +45,6 @@ func (b BootID) String() string {
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
-// Clock says where on the device's clocks a reading was taken, beside its
-// wall-clock time: the boot it was taken in and CLOCK_BOOTTIME then. With
-// the wall-clock offset of that boot, once known, an unsynced time can be
-// corrected when the reading is sent. The zero Clock means unknown.
-type Clock struct {
-	Boot     BootID
-	BootTime time.Duration
-}
-
 // bootRec is a boots table entry: id(16) ‖ flags(1, bit 0: offset known) ‖
 // varint offset ns (wall clock minus boot clock).
 type bootRec struct {

@@ -34,9 +34,9 @@ func readAll(t *testing.T, s *Spool) map[float64]reading.Reading {
 	return out
 }
 
-func appendClk(t *testing.T, s *Spool, r reading.Reading, clk Clock) uint64 {
+func appendClk(t *testing.T, s *Spool, r reading.Reading, bootTime time.Duration) uint64 {
 	t.Helper()
-	seq, err := s.Append(context.Background(), r, clk)
+	seq, err := s.Append(context.Background(), r, bootTime)
 	if err != nil {
 		t.Fatalf("Append(%v) error = %v", r.Value, err)
 	}
@@ -45,15 +45,21 @@ func appendClk(t *testing.T, s *Spool, r reading.Reading, clk Clock) uint64 {
 
 func TestBootOffsetCorrectsUnsyncedReadings(t *testing.T) {
 	opts := testOptions(t.TempDir())
-	s := mustOpen(t, opts)
 	ctx := context.Background()
 	// Boot B ended before any sync; boot A is this one.
-	appendClk(t, s, unsyncedAt(1, 5*time.Second), Clock{Boot: bootB, BootTime: 5 * time.Second})
-	appendClk(t, s, unsyncedAt(2, 10*time.Second), Clock{Boot: bootA, BootTime: 10 * time.Second})
-	appendClk(t, s, unsyncedAt(3, 20*time.Second+1500), Clock{Boot: bootA, BootTime: 20*time.Second + 1500})
+	opts.Boot = bootB
+	s := mustOpen(t, opts)
+	appendClk(t, s, unsyncedAt(1, 5*time.Second), 5*time.Second)
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	opts.Boot = bootA
+	s = mustOpen(t, opts)
+	appendClk(t, s, unsyncedAt(2, 10*time.Second), 10*time.Second)
+	appendClk(t, s, unsyncedAt(3, 20*time.Second+1500), 20*time.Second+1500)
 	synced := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
-	appendClk(t, s, reading.Reading{Sensor: "g.t", Unit: "C", Value: 4, Time: synced}, Clock{Boot: bootA, BootTime: 40 * time.Second})
-	appendClk(t, s, unsyncedAt(5, 0), Clock{}) // no boot clock: imported, say
+	appendClk(t, s, reading.Reading{Sensor: "g.t", Unit: "C", Value: 4, Time: synced}, 40*time.Second)
+	appendClk(t, s, unsyncedAt(5, 0), 0) // no boot clock: imported, say
 	if err := s.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +152,9 @@ func TestBootOffsetOfANewBoot(t *testing.T) {
 	// Synced before the first reading of the boot: the offset creates the
 	// boot's record, and a reading taken unsynced later (the clock lost
 	// sync) is read with it.
-	s := mustOpen(t, testOptions(t.TempDir()))
+	opts := testOptions(t.TempDir())
+	opts.Boot = bootA
+	s := mustOpen(t, opts)
 	ctx := context.Background()
 	offset := 1_800_000_000 * time.Second
 	if err := s.SetBootOffset(ctx, bootA, offset); err != nil {
@@ -155,7 +163,7 @@ func TestBootOffsetOfANewBoot(t *testing.T) {
 	if err := s.SetBootOffset(ctx, BootID{}, offset); err == nil {
 		t.Error("SetBootOffset(zero boot id) = nil; want an error")
 	}
-	appendClk(t, s, unsyncedAt(1, time.Hour), Clock{Boot: bootA, BootTime: time.Hour})
+	appendClk(t, s, unsyncedAt(1, time.Hour), time.Hour)
 	if err := s.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -168,12 +176,20 @@ func TestBootOffsetOfANewBoot(t *testing.T) {
 func TestSalvageAppliesBootOffset(t *testing.T) {
 	ctx := context.Background()
 	oldOpts := testOptions(t.TempDir())
+	oldOpts.Boot = bootA
 	old, err := Open(oldOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	appendClk(t, old, unsyncedAt(1, 10*time.Second), Clock{Boot: bootA, BootTime: 10 * time.Second})
-	appendClk(t, old, unsyncedAt(2, 10*time.Second), Clock{Boot: bootB, BootTime: 10 * time.Second})
+	appendClk(t, old, unsyncedAt(1, 10*time.Second), 10*time.Second)
+	if err := old.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	oldOpts.Boot = bootB
+	if old, err = Open(oldOpts); err != nil {
+		t.Fatal(err)
+	}
+	appendClk(t, old, unsyncedAt(2, 10*time.Second), 10*time.Second)
 	offset := 1_800_000_000 * time.Second
 	if err := old.SetBootOffset(ctx, bootA, offset); err != nil {
 		t.Fatal(err)

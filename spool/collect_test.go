@@ -38,7 +38,7 @@ func TestCollectMatchesEncodedSizes(t *testing.T) {
 		r.Value = values[rng.IntN(len(values))]
 		r.Time = t0.Add(time.Duration(rng.Int64N(int64(1000 * time.Hour))))
 		r.Unsynced = rng.IntN(3) == 0
-		if _, err := s.Append(ctx, r, Clock{}); err != nil {
+		if _, err := s.Append(ctx, r, 0); err != nil {
 			t.Fatalf("Append #%d: %v", i, err)
 		}
 	}
@@ -76,7 +76,7 @@ func TestCollectMatchesEncodedSizes(t *testing.T) {
 					size += lines[i] + 1
 					want++
 				}
-				batch := &Batch{Stream: stream}
+				batch := &reading.Batch{Stream: stream}
 				err := s.view(func(tx *bolt.Tx) error {
 					s.drainMu.Lock()
 					defer s.drainMu.Unlock()

@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
 func TestCompactionShrinksADrainedFile(t *testing.T) {
@@ -19,7 +21,7 @@ func TestCompactionShrinksADrainedFile(t *testing.T) {
 	}
 	before, _ := s.Stats()
 	// Drain all but the last 10, dead-letter one batch.
-	var last *Batch
+	var last *reading.Batch
 	for {
 		b, err := s.Next(1000, 1<<20)
 		if err != nil {
@@ -36,7 +38,7 @@ func TestCompactionShrinksADrainedFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.DeadLetter(ctx, &Batch{Stream: before.Stream, From: uint64(n) - 9, To: uint64(n)}, "400: test"); err != nil {
+	if err := s.DeadLetter(ctx, &reading.Batch{Stream: before.Stream, From: uint64(n) - 9, To: uint64(n)}, "400: test"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Flush(ctx); err != nil {

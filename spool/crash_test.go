@@ -124,7 +124,7 @@ func TestHelperWriter(t *testing.T) {
 		var last uint64
 		for range n {
 			r := sample(int(next))
-			seq, err := s.Append(ctx, r, Clock{})
+			seq, err := s.Append(ctx, r, 0)
 			if err != nil {
 				fail(err)
 			}

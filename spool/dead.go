@@ -85,24 +85,20 @@ func (s *Spool) submit(ctx context.Context, o *op) error {
 // record per run of consecutive seqs, with the reason, and marks b's dropped ranges
 // reported. It returns once that is committed. Draining continues with the
 // next readings.
-func (s *Spool) DeadLetter(ctx context.Context, b *Batch, reason string) error {
-	if err := s.Ack(&Batch{Stream: b.Stream, Dropped: b.Dropped}); err != nil {
+func (s *Spool) DeadLetter(ctx context.Context, b *reading.Batch, reason string) error {
+	if err := s.Ack(&reading.Batch{Stream: b.Stream, Dropped: b.Dropped}); err != nil {
 		return fmt.Errorf("spool: dead-letter: %w", err)
 	}
 	runs := ackRuns(b)
 	if len(runs) == 0 {
 		return s.Flush(ctx)
 	}
-	stream := b.Stream
-	if len(b.Readings) > 0 {
-		stream = b.Readings[0].Stream
-	}
 	for _, r := range runs {
-		err := s.submit(ctx, &op{kind: opDeadLetter, stream: stream, from: r.from, to: r.to, reason: reason})
+		err := s.submit(ctx, &op{kind: opDeadLetter, stream: b.Stream, from: r.from, to: r.to, reason: reason})
 		if err != nil {
-			return fmt.Errorf("spool: dead-letter %v %d–%d: %w", stream, r.from, r.to, err)
+			return fmt.Errorf("spool: dead-letter %v %d–%d: %w", b.Stream, r.from, r.to, err)
 		}
-		s.log.Warn("spool: readings dead-lettered", "stream", stream.String(), "from", r.from, "to", r.to, "reason", reason)
+		s.log.Warn("spool: readings dead-lettered", "stream", b.Stream.String(), "from", r.from, "to", r.to, "reason", reason)
 	}
 	return nil
 }
@@ -182,8 +178,8 @@ func (s *Spool) DeadLetters() ([]DeadLetter, error) {
 
 // DeadLetterBatch returns the readings of one dead-letter record, for
 // inspection.
-func (s *Spool) DeadLetterBatch(stream reading.StreamID, from uint64) (*Batch, error) {
-	var batch *Batch
+func (s *Spool) DeadLetterBatch(stream reading.StreamID, from uint64) (*reading.Batch, error) {
+	var batch *reading.Batch
 	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDead)
 		if b == nil {
@@ -198,7 +194,7 @@ func (s *Spool) DeadLetterBatch(stream reading.StreamID, from uint64) (*Batch, e
 		if err != nil {
 			return err
 		}
-		batch = &Batch{Stream: stream, From: d.From, To: d.To}
+		batch = &reading.Batch{Stream: stream, From: d.From, To: d.To}
 		s.tab.mu.RLock()
 		defer s.tab.mu.RUnlock()
 		for _, e := range entries {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"slices"
 	"testing"
+
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
 func TestDeadLetterListResendPurge(t *testing.T) {
@@ -47,7 +49,7 @@ func TestDeadLetterListResendPurge(t *testing.T) {
 		t.Fatalf("DeadLetters() after Resend = %+v; want none", dl)
 	}
 
-	if err := s.DeadLetter(ctx, &Batch{Stream: st.Stream, From: 3, To: 3}, "400: line 1"); err != nil {
+	if err := s.DeadLetter(ctx, &reading.Batch{Stream: st.Stream, From: 3, To: 3}, "400: line 1"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Purge(ctx, st.Stream, 3); err != nil {
@@ -64,7 +66,7 @@ func TestDeadLetterListResendPurge(t *testing.T) {
 	if b == nil || len(b.Dropped) != 1 || b.Dropped[0].From != 3 || b.Dropped[0].To != 3 {
 		t.Fatalf("after Purge Next() = %+v; want the purged range 3–3 reported", b)
 	}
-	if slices.Contains(seqsOf([]*Batch{b}), 3) {
+	if slices.Contains(seqsOf([]*reading.Batch{b}), 3) {
 		t.Fatalf("purged seq 3 still drained")
 	}
 	if st, _ := s.Stats(); st.Purged != 1 || st.DeadLettered != 11 {

@@ -91,7 +91,7 @@ func diskFullCase(t *testing.T, opts Options) {
 	defer cancel()
 	for i := 101; i <= n; i += 100 {
 		for j := i; j < i+100; j++ {
-			if _, err := s.Append(ctx, sample(j), Clock{}); err != nil {
+			if _, err := s.Append(ctx, sample(j), 0); err != nil {
 				t.Fatalf("Append(%d) on a full disk: %v", j, err)
 			}
 		}
@@ -177,7 +177,7 @@ func TestDiskFullBufferSheds(t *testing.T) {
 	defer cancel()
 	const n = 5000
 	for i := 1; i <= n; i++ {
-		if _, err := s.Append(ctx, sample(i), Clock{}); err != nil {
+		if _, err := s.Append(ctx, sample(i), 0); err != nil {
 			t.Fatalf("Append(%d) on a full disk: %v", i, err)
 		}
 		if st, _ := s.Stats(); st.Buffered > 100 {
@@ -216,7 +216,7 @@ func TestDiskFullRejectNew(t *testing.T) {
 	last, refused := uint64(10), 0
 	for i := 11; i < 100000 && refused < 100; i++ {
 		var seq uint64
-		if seq, err = s.Append(ctx, sample(i), Clock{}); err == nil {
+		if seq, err = s.Append(ctx, sample(i), 0); err == nil {
 			last = seq
 			continue
 		}
@@ -234,7 +234,7 @@ func TestDiskFullRejectNew(t *testing.T) {
 		st, _ := s.Stats()
 		return !st.Failing && st.Buffered == 0 && !st.OutOfSpace
 	})
-	if seq, err := s.Append(ctx, sample(int(last+1)), Clock{}); err != nil || seq != last+1 {
+	if seq, err := s.Append(ctx, sample(int(last+1)), 0); err != nil || seq != last+1 {
 		t.Errorf("Append() after space returned = %d, %v; want %d", seq, err, last+1)
 	}
 	if err := s.Flush(ctx); err != nil {

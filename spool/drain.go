@@ -13,30 +13,22 @@ import (
 	"github.com/outpost-iot/outpost/internal/reading"
 )
 
-// Batch is a run of committed readings of one stream, oldest first, with
-// the dropped ranges of that stream not yet reported. The uplink encodes it
-// with the wire codec, and then calls Ack or DeadLetter with it.
-type Batch struct {
-	Stream   reading.StreamID
-	From, To uint64            // seq range the batch covers; 0, 0 when it holds no readings
-	Readings []reading.Reading // Device, Stream and Seq filled
-	Dropped  []reading.Dropped // ranges to report with this batch
-}
-
 // Next returns the oldest committed readings not handed out yet in this
 // process: at most maxReadings, and at most maxBytes of wire encoding
-// (NDJSON lines; a single reading larger than that still comes alone). It
-// reads only the batch, never the backlog. Streams drain oldest first. It
-// returns nil when there is nothing to send.
+// (NDJSON lines; a single reading larger than that still comes alone), as
+// a batch of one stream with the stream's dropped ranges not yet reported.
+// It reads only the batch, never the backlog. Streams drain oldest first.
+// It returns nil when there is nothing to send. The uplink sends the batch
+// and gives it (or the parts it split it into) back to Ack or DeadLetter.
 //
 // Readings handed out are not handed out again in this process lifetime,
 // until a restart (then unacknowledged readings come again) or a Resend.
-func (s *Spool) Next(maxReadings, maxBytes int) (*Batch, error) {
+func (s *Spool) Next(maxReadings, maxBytes int) (*reading.Batch, error) {
 	if maxReadings <= 0 || maxBytes <= 0 {
 		return nil, fmt.Errorf("spool: next: limits must be positive, got %d readings, %d bytes", maxReadings, maxBytes)
 	}
 	// Lock order: dbMu (inside view), drainMu, mu.
-	var batch *Batch
+	var batch *reading.Batch
 	err := s.view(func(tx *bolt.Tx) error {
 		s.drainMu.Lock()
 		defer s.drainMu.Unlock()
@@ -61,8 +53,8 @@ func (s *Spool) Next(maxReadings, maxBytes int) (*Batch, error) {
 }
 
 // nextIn builds a batch from one stream; s.drainMu and s.tab.mu are held.
-func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxBytes int) (*Batch, error) {
-	batch := &Batch{Stream: stream}
+func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxBytes int) (*reading.Batch, error) {
+	batch := &reading.Batch{Stream: stream}
 	size := 0
 	var line []byte
 	meta := tx.Bucket(bucketMeta)
@@ -151,7 +143,7 @@ func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxByt
 // upper bound of its line (lineBound) instead; only once the bounds could
 // pass maxBytes does it encode, and count exactly from then on. The batch
 // is the same as if every line had been encoded.
-func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, maxReadings, maxBytes int) (scanned uint64, err error) {
+func (s *Spool) collect(b *bolt.Bucket, batch *reading.Batch, from, to uint64, size, maxReadings, maxBytes int) (scanned uint64, err error) {
 	var line []byte
 	if batch.Readings == nil {
 		// Growing the slice reading by reading would copy each batch
@@ -286,10 +278,10 @@ type ackOp struct {
 	dropped []reading.Dropped
 }
 
-// ackRuns returns the seq runs an ack of b deletes: the seqs of its
-// readings when it has any (so a subset of a batch deletes only what it
-// holds), else From–To.
-func ackRuns(b *Batch) []seqRange {
+// ackRuns returns the seq runs of b.Stream an ack of b deletes: the seqs
+// of its readings when it has any (so a part of a batch deletes only what
+// it holds), else From–To.
+func ackRuns(b *reading.Batch) []seqRange {
 	if len(b.Readings) == 0 {
 		if b.From > 0 && b.To >= b.From {
 			return []seqRange{{b.From, b.To}}
@@ -312,9 +304,10 @@ func ackRuns(b *Batch) []seqRange {
 // carries appends (to spare the card). If the process dies before that
 // commit, b is sent again after the restart and the receiver discards it
 // as a duplicate. Batches may be acknowledged in any order, and a batch the
-// uplink split can be acknowledged part by part: the seqs of b.Readings are
-// deleted, or b.Stream's From–To when b holds no readings.
-func (s *Spool) Ack(b *Batch) error {
+// uplink split (reading.Batch.Halves, SplitOut) can be acknowledged part by
+// part: the seqs of b.Readings in b.Stream are deleted, or From–To when b
+// holds no readings.
+func (s *Spool) Ack(b *reading.Batch) error {
 	s.drainMu.Lock()
 	for _, d := range b.Dropped {
 		if s.handed[rangeKey{d.Stream, d.From}] == d.To {
@@ -327,12 +320,8 @@ func (s *Spool) Ack(b *Batch) error {
 		s.mu.Unlock()
 		return fmt.Errorf("spool: ack: %w", ErrClosed)
 	}
-	stream := b.Stream
-	if len(b.Readings) > 0 {
-		stream = b.Readings[0].Stream
-	}
 	runs := ackRuns(b)
-	s.acks = append(s.acks, ackOp{stream: stream, runs: runs, dropped: b.Dropped})
+	s.acks = append(s.acks, ackOp{stream: b.Stream, runs: runs, dropped: b.Dropped})
 	// A fast drain would otherwise pile a whole interval's deletes into one
 	// transaction, whose dirty pages are heap: commit early once a batch
 	// of acks is waiting, so memory stays flat however long the backlog.
@@ -419,11 +408,11 @@ func (s *Spool) resend(stream reading.StreamID, from, to uint64) {
 // them; otherwise nil. It lets the uplink send what was sampled just now
 // while a long backlog drains oldest first through Next, which then skips
 // what NextFresh handed out. Limits are as for Next.
-func (s *Spool) NextFresh(maxReadings, maxBytes, minBacklog int) (*Batch, error) {
+func (s *Spool) NextFresh(maxReadings, maxBytes, minBacklog int) (*reading.Batch, error) {
 	if maxReadings <= 0 || maxBytes <= 0 {
 		return nil, fmt.Errorf("spool: next fresh: limits must be positive, got %d readings, %d bytes", maxReadings, maxBytes)
 	}
-	var batch *Batch
+	var batch *reading.Batch
 	err := s.view(func(tx *bolt.Tx) error {
 		s.drainMu.Lock()
 		defer s.drainMu.Unlock()
@@ -449,7 +438,7 @@ func (s *Spool) NextFresh(maxReadings, maxBytes, minBacklog int) (*Batch, error)
 		}
 		s.tab.mu.RLock()
 		defer s.tab.mu.RUnlock()
-		batch = &Batch{Stream: stream}
+		batch = &reading.Batch{Stream: stream}
 		if _, err := s.collect(b, batch, from, reading.MaxSeq, 0, maxReadings, maxBytes); err != nil {
 			return err
 		}

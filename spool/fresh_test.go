@@ -12,7 +12,7 @@ func appendSeq(t *testing.T, s *Spool, n int) {
 	t.Helper()
 	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	for i := range n {
-		if _, err := s.Append(context.Background(), reading.Reading{Sensor: "s", Value: float64(i), Time: t0.Add(time.Duration(i) * time.Millisecond)}, Clock{}); err != nil {
+		if _, err := s.Append(context.Background(), reading.Reading{Sensor: "s", Value: float64(i), Time: t0.Add(time.Duration(i) * time.Millisecond)}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -28,7 +28,7 @@ func TestNextFresh(t *testing.T) {
 	s := mustOpen(t, testOptions(t.TempDir()))
 	appendSeq(t, s, 1000)
 	handed := map[uint64]int{}
-	take := func(b *Batch, err error) *Batch {
+	take := func(b *reading.Batch, err error) *reading.Batch {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)

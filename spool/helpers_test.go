@@ -107,7 +107,7 @@ func appendN(t testing.TB, s *Spool, first, n int) []uint64 {
 	ctx := context.Background()
 	seqs := make([]uint64, 0, n)
 	for i := first; i < first+n; i++ {
-		seq, err := s.Append(ctx, sample(i), Clock{})
+		seq, err := s.Append(ctx, sample(i), 0)
 		if err != nil {
 			t.Fatalf("Append(%d) error = %v", i, err)
 		}
@@ -120,9 +120,9 @@ func appendN(t testing.TB, s *Spool, first, n int) []uint64 {
 }
 
 // drainAll reads every batch without acknowledging it.
-func drainAll(t testing.TB, s *Spool) []*Batch {
+func drainAll(t testing.TB, s *Spool) []*reading.Batch {
 	t.Helper()
-	var out []*Batch
+	var out []*reading.Batch
 	for {
 		b, err := s.Next(1000, 1<<20)
 		if err != nil {
@@ -135,7 +135,7 @@ func drainAll(t testing.TB, s *Spool) []*Batch {
 	}
 }
 
-func seqsOf(batches []*Batch) []uint64 {
+func seqsOf(batches []*reading.Batch) []uint64 {
 	var seqs []uint64
 	for _, b := range batches {
 		for _, r := range b.Readings {

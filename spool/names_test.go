@@ -26,7 +26,7 @@ func TestManySeriesInOneCommitReopen(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	for i := range 40 {
 		r := reading.Reading{Sensor: fmt.Sprintf("demo.s%d", i%4), Unit: units[i%4], Value: float64(i), Time: t0.Add(time.Duration(i) * time.Second)}
-		if _, err := s.Append(context.Background(), r, Clock{}); err != nil {
+		if _, err := s.Append(context.Background(), r, 0); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -61,6 +61,11 @@ func ParsePolicy(s string) (Policy, error) {
 type Options struct {
 	Path   string // the bbolt file
 	Device string // filled into every reading handed to the drain side
+	// Boot is the boot the spool runs in (ReadBootID of the kernel's
+	// /proc/sys/kernel/random/boot_id): the boot of the CLOCK_BOOTTIME
+	// that Append takes with each reading. Zero: unknown, and readings
+	// are stored without a boot clock.
+	Boot BootID
 
 	// CommitInterval is the group-commit period; 0 commits every append
 	// before Append returns.

@@ -150,7 +150,7 @@ func TestPanicAtCommitQuarantinesAndCarriesOn(t *testing.T) {
 	s.mu.Unlock()
 	t.Cleanup(func() { s.Close(context.Background()) })
 	ctx := context.Background()
-	seq, err := s.Append(ctx, sample(1), Clock{})
+	seq, err := s.Append(ctx, sample(1), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -177,9 +178,10 @@ func (s *Spool) salvageStream(ctx context.Context, src *bolt.DB, si streamInfo, 
 			return copied, fmt.Errorf("spool: salvage: %w", err)
 		}
 		type entry struct {
-			seq uint64
-			r   reading.Reading
-			clk Clock
+			seq      uint64
+			r        reading.Reading
+			boot     BootID // zero: no boot clock
+			bootTime time.Duration
 		}
 		var chunk []entry
 		done := true
@@ -210,7 +212,7 @@ func (s *Spool) salvageStream(ctx context.Context, src *bolt.DB, si streamInfo, 
 					e := entry{seq: seq, r: reading.Reading{Sensor: n.sensor, Unit: n.unit, Labels: n.labels,
 						Value: d.value, Time: d.time, Unsynced: d.unsynced}}
 					if d.hasBoot {
-						e.clk = Clock{Boot: boots[d.boot].id, BootTime: d.bootTime}
+						e.boot, e.bootTime = boots[d.boot].id, d.bootTime
 					}
 					chunk = append(chunk, e)
 					from = seq + 1
@@ -242,11 +244,11 @@ func (s *Spool) salvageStream(ctx context.Context, src *bolt.DB, si streamInfo, 
 					if st.series, err = s.tab.seriesID(tx, scratch); err != nil {
 						return err
 					}
-					if e.clk.Boot != (BootID{}) {
-						if st.boot, err = s.tab.bootIndex(tx, e.clk.Boot); err != nil {
+					if e.boot != (BootID{}) {
+						if st.boot, err = s.tab.bootIndex(tx, e.boot); err != nil {
 							return err
 						}
-						st.hasBoot, st.bootTime = true, e.clk.BootTime
+						st.hasBoot, st.bootTime = true, e.bootTime
 					}
 					v := appendStored(nil, &st)
 					if err := b.Put(k, v); err != nil {

@@ -85,11 +85,12 @@ type Spool struct {
 	done       chan struct{}
 }
 
-// pending is an appended reading waiting for its commit.
+// pending is an appended reading waiting for its commit, with
+// CLOCK_BOOTTIME when it was taken in the boot Options.Boot (0: unknown).
 type pending struct {
-	r   reading.Reading
-	clk Clock
-	seq uint64
+	r        reading.Reading
+	bootTime time.Duration
+	seq      uint64
 }
 
 type seqRange struct{ from, to uint64 }
@@ -385,8 +386,11 @@ func closeQuietly(db *bolt.DB) {
 
 // Append adds a reading to the spool and returns the seq it was given in
 // the live stream. r's Device, Stream and Seq are ignored; the rest must
-// pass reading.Validate. clk says where on the boot clock r was taken (zero
-// if unknown).
+// pass reading.Validate. bootTime is CLOCK_BOOTTIME when r was taken, in
+// the boot Options.Boot names: with the wall-clock offset of that boot,
+// once known (SetBootOffset), a time taken unsynced is corrected when the
+// reading is read. 0 means unknown (an imported reading, say); so does
+// any bootTime when Options.Boot is zero.
 //
 // With CommitInterval 0, Append returns once the reading is committed (or
 // with an error wrapping ErrNotCommitted: the reading stays buffered).
@@ -394,7 +398,7 @@ func closeQuietly(db *bolt.DB) {
 // Flush wait for the commit. A full buffer blocks until a commit makes
 // room or ctx ends; while commits fail it applies the policy to the
 // buffer. Policy RejectNew returns ErrFull at the cap.
-func (s *Spool) Append(ctx context.Context, r reading.Reading, clk Clock) (uint64, error) {
+func (s *Spool) Append(ctx context.Context, r reading.Reading, bootTime time.Duration) (uint64, error) {
 	r.Device, r.Stream, r.Seq = s.opts.Device, 0, 1
 	if err := r.Validate(); err != nil {
 		return 0, fmt.Errorf("spool: append: %w", err)
@@ -442,7 +446,7 @@ func (s *Spool) Append(ctx context.Context, r reading.Reading, clk Clock) (uint6
 	}
 	seq := s.nextSeq
 	s.nextSeq++
-	s.buf = append(s.buf, pending{r: r, clk: clk, seq: seq})
+	s.buf = append(s.buf, pending{r: r, bootTime: bootTime, seq: seq})
 	due := s.opts.CommitInterval == 0 || len(s.buf)-s.inCommit >= s.opts.CommitReadings
 	g := s.gen + 1
 	failing, lastErr := s.failing, s.lastErr

@@ -132,7 +132,7 @@ func TestCommitIntervalZeroCommitsBeforeReturning(t *testing.T) {
 	opts.CommitInterval = 0
 	s := mustOpen(t, opts)
 	for i := 1; i <= 3; i++ {
-		seq, err := s.Append(context.Background(), sample(i), Clock{})
+		seq, err := s.Append(context.Background(), sample(i), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,7 +149,7 @@ func TestGroupCommitWaitsForIntervalOrCount(t *testing.T) {
 	s := mustOpen(t, opts)
 	ctx := context.Background()
 	for i := 1; i <= 9; i++ {
-		if _, err := s.Append(ctx, sample(i), Clock{}); err != nil {
+		if _, err := s.Append(ctx, sample(i), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -160,7 +160,7 @@ func TestGroupCommitWaitsForIntervalOrCount(t *testing.T) {
 	if b, _ := s.Next(100, 1<<20); b != nil {
 		t.Fatalf("Next() returned uncommitted readings %d–%d", b.From, b.To)
 	}
-	seq, err := s.Append(ctx, sample(10), Clock{})
+	seq, err := s.Append(ctx, sample(10), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestBackpressureBlocksAppend(t *testing.T) {
 	// triggers the commit; the 6th waits for it.
 	for i := 1; i <= 20; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := s.Append(ctx, sample(i), Clock{})
+		_, err := s.Append(ctx, sample(i), 0)
 		cancel()
 		if err != nil {
 			t.Fatalf("Append(%d) error = %v", i, err)
@@ -196,23 +196,25 @@ func TestAppendRejectsInvalid(t *testing.T) {
 	s := mustOpen(t, testOptions(t.TempDir()))
 	r := sample(1)
 	r.Sensor = ""
-	if _, err := s.Append(context.Background(), r, Clock{}); !errors.Is(err, reading.ErrInvalid) {
+	if _, err := s.Append(context.Background(), r, 0); !errors.Is(err, reading.ErrInvalid) {
 		t.Errorf("Append(no sensor) error = %v; want reading.ErrInvalid", err)
 	}
 }
 
 func TestLabelsUnsyncedAndBootClockRoundTrip(t *testing.T) {
-	s := mustOpen(t, testOptions(t.TempDir()))
 	boot, err := ParseBootID("0f3e4a52-9b1c-4d2e-8f00-123456789abc")
 	if err != nil {
 		t.Fatal(err)
 	}
+	opts := testOptions(t.TempDir())
+	opts.Boot = boot
+	s := mustOpen(t, opts)
 	r := sample(1)
 	r.Labels = map[string]string{"site": "north", "row": "3"}
 	r.Unsynced = true
 	r.Time = time.Unix(12, 345678901).UTC()
 	r.Value = 1.0 / 3
-	if _, err := s.Append(context.Background(), r, Clock{Boot: boot, BootTime: 42 * time.Second}); err != nil {
+	if _, err := s.Append(context.Background(), r, 42*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Flush(context.Background()); err != nil {

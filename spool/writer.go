@@ -450,11 +450,11 @@ func (s *Spool) appendItems(tx *bolt.Tx, meta *bolt.Bucket, c *counters, live re
 			return err
 		}
 		st := stored{series: id, time: p.r.Time, value: p.r.Value, unsynced: p.r.Unsynced}
-		if p.clk.Boot != (BootID{}) {
-			if st.boot, err = s.tab.bootIndex(tx, p.clk.Boot); err != nil {
+		if p.bootTime > 0 && s.opts.Boot != (BootID{}) {
+			if st.boot, err = s.tab.bootIndex(tx, s.opts.Boot); err != nil {
 				return err
 			}
-			st.hasBoot, st.bootTime = true, max(p.clk.BootTime, 0)
+			st.hasBoot, st.bootTime = true, p.bootTime
 		}
 		start := len(arena)
 		arena = binary.BigEndian.AppendUint64(arena, p.seq)

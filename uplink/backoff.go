@@ -22,12 +22,12 @@ type Backoff struct {
 // Delay returns the wait after the given number of consecutive failures
 // (1 for the first), honouring retryAfter when the peer gave one.
 func (b Backoff) Delay(failures int, retryAfter time.Duration) time.Duration {
-	base, max, maxRA := b.Base, b.Max, b.MaxRetryAfter
+	base, maxDelay, maxRA := b.Base, b.Max, b.MaxRetryAfter
 	if base <= 0 {
 		base = 500 * time.Millisecond
 	}
-	if max <= 0 {
-		max = 30 * time.Second
+	if maxDelay <= 0 {
+		maxDelay = 30 * time.Second
 	}
 	if maxRA <= 0 {
 		maxRA = 5 * time.Minute
@@ -38,9 +38,9 @@ func (b Backoff) Delay(failures int, retryAfter time.Duration) time.Duration {
 	if failures < 1 {
 		failures = 1
 	}
-	ceiling := max
+	ceiling := maxDelay
 	if failures < 32 {
-		if d := base << (failures - 1); d > 0 && d < max {
+		if d := base << (failures - 1); d > 0 && d < maxDelay {
 			ceiling = d
 		}
 	}

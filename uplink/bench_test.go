@@ -21,8 +21,8 @@ import (
 // demo.s0..s3, values at 0.01 resolution from a slow random walk, unit C,
 // readings 100 ms apart. ns/op and B/op are per reading.
 
-func simBatch(n int, start uint64) *Batch {
-	b := &Batch{Readings: make([]reading.Reading, n)}
+func simBatch(n int, start uint64) *reading.Batch {
+	b := &reading.Batch{Stream: 0x9f3c2a71d04b88e1, From: start, To: start + uint64(n) - 1, Readings: make([]reading.Reading, n)}
 	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	v := [4]float64{21.5, 48.2, 1013.2, 3.3}
 	for i := range b.Readings {
@@ -145,7 +145,7 @@ func BenchmarkRawPostHTTP(b *testing.B) {
 type benchOutbox struct {
 	mu                sync.Mutex
 	next, acked, left int
-	template          *Batch
+	template          *reading.Batch
 	committed         chan struct{}
 	done              chan struct{}
 }
@@ -154,14 +154,15 @@ func newBenchOutbox(n int) *benchOutbox {
 	return &benchOutbox{left: n, template: simBatch(500, 1), committed: make(chan struct{}), done: make(chan struct{})}
 }
 
-func (o *benchOutbox) Next(max, _ int) (*Batch, error) {
+func (o *benchOutbox) Next(max, _ int) (*reading.Batch, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	n := min(max, o.left-o.next)
 	if n <= 0 {
 		return nil, nil
 	}
-	b := &Batch{Readings: append([]reading.Reading(nil), o.template.Readings[:n]...)}
+	b := &reading.Batch{Stream: o.template.Stream, From: uint64(o.next + 1), To: uint64(o.next + n),
+		Readings: append([]reading.Reading(nil), o.template.Readings[:n]...)}
 	for i := range b.Readings {
 		b.Readings[i].Seq = uint64(o.next + i + 1)
 	}
@@ -169,7 +170,7 @@ func (o *benchOutbox) Next(max, _ int) (*Batch, error) {
 	return b, nil
 }
 
-func (o *benchOutbox) Ack(b *Batch) error {
+func (o *benchOutbox) Ack(b *reading.Batch) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.acked += len(b.Readings)
@@ -179,7 +180,7 @@ func (o *benchOutbox) Ack(b *Batch) error {
 	return nil
 }
 
-func (o *benchOutbox) DeadLetter(context.Context, *Batch, string) error {
+func (o *benchOutbox) DeadLetter(context.Context, *reading.Batch, string) error {
 	panic("unexpected dead letter")
 }
 func (o *benchOutbox) Committed() <-chan struct{} { return o.committed }

@@ -9,20 +9,24 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
-// Outbox is what the drain loop needs of the spool.
+// Outbox is what the drain loop needs of the spool (*spool.Spool is one).
+// The batches it hands out carry their identity (stream and seqs), and it
+// takes them back, or the parts the drain split them into, by it.
 type Outbox interface {
 	// Next returns the oldest committed readings not already handed out
 	// in this process's life, at most maxReadings of one stream, with the
 	// stream's unreported dropped ranges; nil when nothing waits.
-	Next(maxReadings, maxBytes int) (*Batch, error)
+	Next(maxReadings, maxBytes int) (*reading.Batch, error)
 	// Ack deletes a delivered batch (any part of one, in any order) and
 	// marks its dropped ranges reported.
-	Ack(b *Batch) error
+	Ack(b *reading.Batch) error
 	// DeadLetter moves a batch the receiver will never take aside, with
 	// the reason, and reports its seqs upstream like dropped ones.
-	DeadLetter(ctx context.Context, b *Batch, reason string) error
+	DeadLetter(ctx context.Context, b *reading.Batch, reason string) error
 	// Committed is signalled when new readings were committed.
 	Committed() <-chan struct{}
 }
@@ -30,12 +34,12 @@ type Outbox interface {
 // freshOutbox is an Outbox that can also hand out its newest readings
 // ahead of a backlog.
 type freshOutbox interface {
-	NextFresh(maxReadings, maxBytes, minBacklog int) (*Batch, error)
+	NextFresh(maxReadings, maxBytes, minBacklog int) (*reading.Batch, error)
 }
 
 // Sender sends one batch and says what became of it (HTTP or MQTT).
 type Sender interface {
-	Send(ctx context.Context, b *Batch) Result
+	Send(ctx context.Context, b *reading.Batch) Result
 }
 
 // Drainer moves batches from the outbox to the sender, several in flight,
@@ -107,7 +111,7 @@ func (d *Drainer) Run(ctx context.Context) error {
 
 	// One goroutine takes batches from the outbox, in order; the workers
 	// send them. The queue holds no more than the workers can take.
-	batches := make(chan *Batch)
+	batches := make(chan *reading.Batch)
 	var wg sync.WaitGroup
 	for range d.InFlight {
 		wg.Add(1)
@@ -156,7 +160,7 @@ func (d *Drainer) fresh(ctx context.Context, fo freshOutbox, limiter *rate.Limit
 }
 
 // feed hands out batches until ctx ends.
-func (d *Drainer) feed(ctx context.Context, batches chan<- *Batch) error {
+func (d *Drainer) feed(ctx context.Context, batches chan<- *reading.Batch) error {
 	idle := time.NewTicker(d.Idle)
 	defer idle.Stop()
 	failures := 0
@@ -190,8 +194,8 @@ func (d *Drainer) feed(ctx context.Context, batches chan<- *Batch) error {
 
 // deliver sends one batch until it is accepted or rejected, splitting it
 // when it is too large and setting aside the one line a rejection names.
-func (d *Drainer) deliver(ctx context.Context, b *Batch, limiter *rate.Limiter) {
-	queue := []*Batch{b}
+func (d *Drainer) deliver(ctx context.Context, batch *reading.Batch, limiter *rate.Limiter) {
+	queue := []*reading.Batch{batch}
 	failures := 0
 	for len(queue) > 0 && ctx.Err() == nil {
 		b := queue[0]
@@ -209,20 +213,20 @@ func (d *Drainer) deliver(ctx context.Context, b *Batch, limiter *rate.Limiter) 
 				// duplicate it discards.
 				d.Logger.Error("acknowledging a delivered batch", "err", err)
 			}
-			d.succeeded(len(b.Readings), failures)
+			d.succeeded(len(b.Readings))
 			failures = 0
 			queue = queue[1:]
 		case Rejected:
-			bad, rest := b, (*Batch)(nil)
+			bad, rest := b, (*reading.Batch)(nil)
 			if res.Line >= 1 && res.Line <= len(b.Readings) && len(b.Readings) > 1 {
-				bad, rest = splitOut(b, res.Line-1)
+				bad, rest = b.SplitOut(res.Line - 1)
 			}
 			if !d.deadLetter(ctx, bad, reason(res), &failures) {
 				continue
 			}
 			queue = queue[1:]
 			if rest != nil {
-				queue = append([]*Batch{rest}, queue...)
+				queue = append([]*reading.Batch{rest}, queue...)
 			}
 		case TooLarge:
 			if len(b.Readings) <= 1 {
@@ -232,8 +236,8 @@ func (d *Drainer) deliver(ctx context.Context, b *Batch, limiter *rate.Limiter) 
 				}
 				continue
 			}
-			first, second := halves(b)
-			queue = append([]*Batch{first, second}, queue[1:]...)
+			older, newer := b.Halves()
+			queue = append([]*reading.Batch{older, newer}, queue[1:]...)
 		default: // Retry
 			failures++
 			d.failed(res, res.Err)
@@ -247,7 +251,7 @@ func (d *Drainer) deliver(ctx context.Context, b *Batch, limiter *rate.Limiter) 
 // deadLetter sets a batch aside; when the spool cannot, it backs off and
 // returns false so the batch is sent again (and, rejected again, set aside
 // then).
-func (d *Drainer) deadLetter(ctx context.Context, b *Batch, why string, failures *int) bool {
+func (d *Drainer) deadLetter(ctx context.Context, b *reading.Batch, why string, failures *int) bool {
 	if err := d.Outbox.DeadLetter(ctx, b, why); err != nil {
 		*failures++
 		d.failed(Result{Outcome: Retry}, fmt.Errorf("dead-lettering a rejected batch: %w", err))
@@ -263,22 +267,6 @@ func reason(res Result) string {
 		return res.Outcome.String()
 	}
 	return res.Err.Error()
-}
-
-// splitOut returns the reading at i alone, and the rest of the batch (with
-// its dropped ranges).
-func splitOut(b *Batch, i int) (bad, rest *Batch) {
-	bad = &Batch{Readings: b.Readings[i : i+1 : i+1]}
-	r := make([]Batch, 1)
-	r[0].Readings = append(append(r[0].Readings, b.Readings[:i]...), b.Readings[i+1:]...)
-	r[0].Dropped = b.Dropped
-	return bad, &r[0]
-}
-
-// halves splits a batch in two; the dropped ranges go with the first half.
-func halves(b *Batch) (*Batch, *Batch) {
-	n := len(b.Readings) / 2
-	return &Batch{Readings: b.Readings[:n:n], Dropped: b.Dropped}, &Batch{Readings: b.Readings[n:]}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -301,7 +289,7 @@ func (d *Drainer) setState(s string) {
 }
 
 // succeeded records a delivery and logs a recovery once.
-func (d *Drainer) succeeded(readings, myFailures int) {
+func (d *Drainer) succeeded(readings int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.status.Failures > 0 {
@@ -342,13 +330,13 @@ func (d *Drainer) failed(res Result, err error) {
 	}
 }
 
-func (d *Drainer) deadLettered(b *Batch, why string) {
+func (d *Drainer) deadLettered(b *reading.Batch, why string) {
 	d.mu.Lock()
 	d.status.DeadLettered += uint64(len(b.Readings))
 	d.mu.Unlock()
 	attrs := []any{"readings", len(b.Readings), "err", why}
 	if len(b.Readings) > 0 {
-		attrs = append(attrs, "stream", b.Readings[0].Stream.String(), "first_seq", b.Readings[0].Seq)
+		attrs = append(attrs, "stream", b.Stream.String(), "first_seq", b.From)
 	}
 	d.Logger.Warn("batch rejected by the receiver; dead-lettered", attrs...)
 }

@@ -44,19 +44,20 @@ func newMemOutbox(n int, mod func(*reading.Reading)) *memOutbox {
 	return o
 }
 
-func (o *memOutbox) Next(maxReadings, _ int) (*Batch, error) {
+func (o *memOutbox) Next(maxReadings, _ int) (*reading.Batch, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.next >= len(o.readings) {
 		return nil, nil
 	}
 	end := min(o.next+maxReadings, len(o.readings))
-	b := &Batch{Readings: append([]reading.Reading(nil), o.readings[o.next:end]...)}
+	rs := append([]reading.Reading(nil), o.readings[o.next:end]...)
+	b := &reading.Batch{Stream: rs[0].Stream, From: rs[0].Seq, To: rs[len(rs)-1].Seq, Readings: rs}
 	o.next = end
 	return b, nil
 }
 
-func (o *memOutbox) Ack(b *Batch) error {
+func (o *memOutbox) Ack(b *reading.Batch) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, r := range b.Readings {
@@ -65,7 +66,7 @@ func (o *memOutbox) Ack(b *Batch) error {
 	return nil
 }
 
-func (o *memOutbox) DeadLetter(_ context.Context, b *Batch, why string) error {
+func (o *memOutbox) DeadLetter(_ context.Context, b *reading.Batch, why string) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, r := range b.Readings {
@@ -269,7 +270,7 @@ type linkSender struct {
 	sends atomic.Int32
 }
 
-func (s *linkSender) Send(_ context.Context, b *Batch) Result {
+func (s *linkSender) Send(_ context.Context, b *reading.Batch) Result {
 	s.sends.Add(1)
 	if !s.up.Load() {
 		return Result{Outcome: Retry, Err: fmt.Errorf("dial tcp: network is unreachable")}

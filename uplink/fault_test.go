@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/outpost-iot/outpost/internal/faultproxy"
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
 // ackCheckingOutbox fails the test if a batch is acknowledged before the
@@ -18,7 +19,7 @@ type ackCheckingOutbox struct {
 	rc *receiver
 }
 
-func (o *ackCheckingOutbox) Ack(b *Batch) error {
+func (o *ackCheckingOutbox) Ack(b *reading.Batch) error {
 	o.rc.mu.Lock()
 	for _, r := range b.Readings {
 		if o.rc.stored[r.Seq] == 0 {
@@ -94,7 +95,7 @@ type countingSender struct {
 	n *atomic.Int32
 }
 
-func (c countingSender) Send(ctx context.Context, b *Batch) Result {
+func (c countingSender) Send(ctx context.Context, b *reading.Batch) Result {
 	c.n.Add(1)
 	return c.Sender.Send(ctx, b)
 }

@@ -47,14 +47,14 @@ type HTTPOptions struct {
 // HTTP sends batches to an Outpost receiver: POST /v1/readings, NDJSON,
 // gzip, a bearer token, and the wire contract's table of statuses.
 type HTTP struct {
-	client    *http.Client
-	readings  string
-	status    string
-	token     *tokenFile
-	gzip      bool
-	timeout   time.Duration
-	userAgent string
-	bufs      sync.Pool
+	client      *http.Client
+	readingsURL string // POST /v1/readings
+	statusURL   string // POST /v1/status
+	token       *tokenFile
+	gzip        bool
+	timeout     time.Duration
+	userAgent   string
+	bufs        sync.Pool
 }
 
 // NewHTTP returns an HTTP sender, or an error naming the option at fault.
@@ -99,11 +99,11 @@ func NewHTTP(o HTTPOptions) (*HTTP, error) {
 			// captive portal's or proxy's redirect must not swallow it.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		readings:  base.JoinPath("v1", "readings").String(),
-		status:    base.JoinPath("v1", "status").String(),
-		gzip:      !o.NoGzip,
-		timeout:   o.Timeout,
-		userAgent: o.UserAgent,
+		readingsURL: base.JoinPath("v1", "readings").String(),
+		statusURL:   base.JoinPath("v1", "status").String(),
+		gzip:        !o.NoGzip,
+		timeout:     o.Timeout,
+		userAgent:   o.UserAgent,
 	}
 	if h.timeout <= 0 {
 		h.timeout = 45 * time.Second
@@ -121,13 +121,13 @@ func NewHTTP(o HTTPOptions) (*HTTP, error) {
 func (h *HTTP) Close() { h.client.CloseIdleConnections() }
 
 // Send posts one batch and classifies the answer.
-func (h *HTTP) Send(ctx context.Context, b *Batch) Result {
+func (h *HTTP) Send(ctx context.Context, b *reading.Batch) Result {
 	buf := h.getBuf()
 	defer h.bufs.Put(buf)
 	if res, ok := encodeBatch(buf, b, h.gzip); !ok {
 		return res
 	}
-	resp, body, err := h.post(ctx, h.readings, "application/x-ndjson", buf.Bytes())
+	resp, body, err := h.post(ctx, h.readingsURL, "application/x-ndjson", buf.Bytes())
 	if err != nil {
 		return Result{Outcome: Retry, Err: err}
 	}
@@ -136,12 +136,12 @@ func (h *HTTP) Send(ctx context.Context, b *Batch) Result {
 
 // SendStatus sends the device heartbeat (a JSON document) to /v1/status.
 func (h *HTTP) SendStatus(ctx context.Context, heartbeat []byte) error {
-	resp, body, err := h.post(ctx, h.status, "application/json", heartbeat)
+	resp, body, err := h.post(ctx, h.statusURL, "application/json", heartbeat)
 	if err != nil {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
-		return fmt.Errorf("POST %s: %s: %s", h.status, resp.Status, snippet(body))
+		return fmt.Errorf("POST %s: %s: %s", h.statusURL, resp.Status, snippet(body))
 	}
 	return nil
 }
@@ -157,7 +157,7 @@ func (h *HTTP) getBuf() *bytes.Buffer {
 // encodeBatch writes the batch as NDJSON, readings first and the
 // dropped-range lines after them, gzipped if asked. A reading that does not
 // validate rejects the batch at its line without anything being sent.
-func encodeBatch(buf *bytes.Buffer, b *Batch, gz bool) (Result, bool) {
+func encodeBatch(buf *bytes.Buffer, b *reading.Batch, gz bool) (Result, bool) {
 	var w io.Writer = buf
 	var zw *gzip.Writer
 	if gz {

@@ -20,8 +20,8 @@ import (
 	"github.com/outpost-iot/outpost/internal/reading"
 )
 
-func testBatch(n int) *Batch {
-	b := &Batch{}
+func testBatch(n int) *reading.Batch {
+	b := &reading.Batch{Stream: 0x9f3c2a71d04b88e1, From: 1, To: uint64(n)}
 	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	for i := range n {
 		b.Readings = append(b.Readings, reading.Reading{

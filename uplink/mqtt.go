@@ -62,18 +62,6 @@ type MQTT struct {
 	closeOnce sync.Once
 }
 
-// receipt is what an Outpost receiver publishes after each commit.
-type receipt struct {
-	Stream   string     `json:"stream"`
-	Ranges   [][2]int64 `json:"ranges"`
-	Dropped  [][2]int64 `json:"dropped"`
-	Rejected []struct {
-		Ranges [][2]int64 `json:"ranges"`
-		Error  string     `json:"error"`
-		Line   int        `json:"line"`
-	} `json:"rejected"`
-}
-
 // NewMQTT returns a sender that starts connecting in the background.
 func NewMQTT(o MQTTOptions) (*MQTT, error) {
 	if err := reading.ValidateDevice(o.Device); err != nil {
@@ -277,7 +265,7 @@ func (m *MQTT) close() {
 
 // Send publishes one batch and, unless ConfirmBroker, waits for the
 // receiver's receipt of every seq in it.
-func (m *MQTT) Send(ctx context.Context, b *Batch) Result {
+func (m *MQTT) Send(ctx context.Context, b *reading.Batch) Result {
 	if !m.client.IsConnectionOpen() {
 		m.mu.Lock()
 		refused := m.refused
@@ -319,7 +307,7 @@ func (m *MQTT) Send(ctx context.Context, b *Batch) Result {
 }
 
 func (m *MQTT) onReceipt(_ mqtt.Client, msg mqtt.Message) {
-	var r receipt
+	var r reading.Receipt
 	if err := json.Unmarshal(msg.Payload(), &r); err != nil {
 		m.log.Warn("ignoring a receipt that is not JSON", "topic", msg.Topic(), "err", err)
 		return
@@ -349,27 +337,25 @@ type waiter struct {
 	closed       bool
 }
 
-func newWaiter(b *Batch) *waiter {
-	w := &waiter{outstanding: map[uint64]bool{}, done: make(chan struct{})}
+func newWaiter(b *reading.Batch) *waiter {
+	w := &waiter{stream: b.Stream, outstanding: map[uint64]bool{}, done: make(chan struct{})}
 	for _, r := range b.Readings {
-		w.stream = r.Stream
 		w.outstanding[r.Seq] = true
 	}
 	if len(b.Readings) == 0 {
 		// A batch that only reports ranges is receipted by those ranges.
 		for _, d := range b.Dropped {
-			w.stream = d.Stream
 			w.outstanding[d.From] = true
 		}
 	}
 	return w
 }
 
-func (w *waiter) apply(r *receipt) {
-	cover := func(ranges [][2]int64) (first uint64) {
+func (w *waiter) apply(r *reading.Receipt) {
+	cover := func(ranges [][2]uint64) (first uint64) {
 		for _, rg := range ranges {
 			for seq := range w.outstanding {
-				if int64(seq) >= rg[0] && int64(seq) <= rg[1] {
+				if seq >= rg[0] && seq <= rg[1] {
 					delete(w.outstanding, seq)
 					if first == 0 || seq < first {
 						first = seq
@@ -396,7 +382,7 @@ func (w *waiter) apply(r *receipt) {
 	}
 }
 
-func (w *waiter) result(b *Batch) Result {
+func (w *waiter) result(b *reading.Batch) Result {
 	if w.rejectedSeq == 0 {
 		return Result{Outcome: Accepted, Counts: Counts{Accepted: len(b.Readings)}}
 	}

@@ -408,7 +408,7 @@ func cpuTime(t *testing.T) time.Duration {
 // acceptAll accepts every batch at once.
 type acceptAll struct{}
 
-func (acceptAll) Send(_ context.Context, b *Batch) Result {
+func (acceptAll) Send(_ context.Context, b *reading.Batch) Result {
 	return Result{Outcome: Accepted, Counts: Counts{Accepted: len(b.Readings)}}
 }
 
@@ -663,9 +663,9 @@ func benchRawPost(b *testing.B, gz bool, n int) {
 	sink := &wireSink{}
 	srv := sink.start()
 	defer srv.Close()
-	batch := &Batch{}
+	batch := &reading.Batch{}
 	seq := uint64(0)
-	simReadings(500, func(r reading.Reading, _ spool.Clock) error {
+	simReadings(500, func(r reading.Reading, _ time.Duration) error {
 		seq++
 		r.Device, r.Stream, r.Seq = benchDevice, 0x9f3c2a71d04b88e1, seq
 		batch.Readings = append(batch.Readings, r)

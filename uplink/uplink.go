@@ -1,23 +1,16 @@
 // Package uplink sends batches of readings from the device to the cloud:
-// over HTTP to an Outpost receiver, or over MQTT to a broker. Every
-// transport keeps one contract: send a batch, and learn whether it was
-// accepted (delete it from the spool), is worth retrying (and when),
+// over HTTP to an Outpost receiver, or over MQTT to a broker. A batch is a
+// reading.Batch, as the spool hands it out: readings of one stream, oldest
+// first, and the seq ranges to report as dropped, dead-lettered or purged.
+// Every transport keeps one contract: send a batch, and learn whether it
+// was accepted (delete it from the spool), is worth retrying (and when),
 // was rejected for good (dead-letter it), or was too large (split it).
 package uplink
 
 import (
 	"fmt"
 	"time"
-
-	"github.com/outpost-iot/outpost/internal/reading"
 )
-
-// Batch is what one send carries: readings of one stream, oldest first,
-// and the seq ranges to report as dropped, dead-lettered or purged.
-type Batch struct {
-	Readings []reading.Reading
-	Dropped  []reading.Dropped
-}
 
 // Outcome says what became of a sent batch.
 type Outcome uint8

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/outpost-iot/outpost/drivers/sim"
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
 // countSink counts samples and says when it has seen target of them.
@@ -20,11 +21,11 @@ type countSink struct {
 	once   sync.Once
 }
 
-func (s *countSink) Add(_ context.Context, x Sample) error {
+func (s *countSink) Append(context.Context, reading.Reading, time.Duration) (uint64, error) {
 	if s.n.Add(1) == s.target {
 		s.once.Do(func() { close(s.done) })
 	}
-	return nil
+	return 0, nil
 }
 
 // cpuTime is the process's user + system CPU time.
@@ -91,7 +92,7 @@ func BenchmarkSimDirect(b *testing.B) {
 	for n := 0; n < b.N; {
 		vals = d.Read(now, vals[:0])
 		for _, v := range vals {
-			sink.Add(ctx, Sample{Sensor: names[v.Series], Unit: "C", Value: v.Value, Time: now})
+			sink.Append(ctx, reading.Reading{Sensor: names[v.Series], Unit: "C", Value: v.Value, Time: now}, 0)
 			if n++; n == b.N {
 				break
 			}

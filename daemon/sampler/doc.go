@@ -1,6 +1,9 @@
 // Package sampler runs Outpost's sensors: each configured sensor on its own
-// goroutine and schedule, every reading stamped at the moment it is taken
-// and handed to a Sink (the daemon adapts the spool to it).
+// goroutine and schedule. A small adapter per driver (driver_*.go) turns
+// the driver's own values into readings (reading.Reading: sensor name,
+// unit, value); the sampler stamps each with the moment it was taken (wall
+// clock and whether it was synchronised, and CLOCK_BOOTTIME beside it) and
+// hands it to a Sink, the spool.
 //
 // A sensor reads at once when it starts, then on the wall-clock grid of its
 // interval (a 10s sensor at :00, :10, :20 …). A sensor that fails (missing

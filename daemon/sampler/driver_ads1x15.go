@@ -10,6 +10,7 @@ import (
 
 	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/ads1x15"
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
 // ads1x15 keys: bus (required), address (0x48–0x4b, default 0x48), chip
@@ -86,9 +87,10 @@ func validRange(v float64) bool {
 }
 
 type ads1x15Sensor struct {
-	bus  i2c.BusCloser
-	dev  *ads1x15.Dev
-	vals []ads1x15.Value
+	bus   i2c.BusCloser
+	dev   *ads1x15.Dev
+	names *names
+	vals  []ads1x15.Value
 }
 
 func openADS1x15(spec SensorSpec, e *env) (sensor, error) {
@@ -101,18 +103,18 @@ func openADS1x15(spec SensorSpec, e *env) (sensor, error) {
 	if err != nil {
 		return nil, errors.Join(err, bus.Close())
 	}
-	return &ads1x15Sensor{bus: bus, dev: dev}, nil
+	return &ads1x15Sensor{bus: bus, dev: dev, names: newNames(spec.Name)}, nil
 }
 
 func (s *ads1x15Sensor) String() string { return s.dev.String() }
 
 func (s *ads1x15Sensor) Close() error { return errors.Join(s.dev.Halt(), s.bus.Close()) }
 
-func (s *ads1x15Sensor) Read(_ context.Context, dst []Measurement) ([]Measurement, error) {
+func (s *ads1x15Sensor) Read(_ context.Context, dst []reading.Reading) ([]reading.Reading, error) {
 	var err error
 	s.vals, err = s.dev.Read(s.vals[:0])
 	for _, v := range s.vals {
-		dst = append(dst, Measurement{Name: v.Name, Unit: v.Unit, Value: v.Value})
+		dst = append(dst, s.names.reading(v.Name, v.Unit, v.Value))
 	}
 	return dst, err
 }

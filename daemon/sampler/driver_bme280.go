@@ -9,6 +9,7 @@ import (
 
 	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/bme280"
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
 // bme280 and bmp280 keys: bus (required: "1" for /dev/i2c-1), address
@@ -29,8 +30,9 @@ func decodeBME280(chip string) func(*strictyaml.Map, string) any {
 }
 
 type bme280Sensor struct {
-	bus i2c.BusCloser
-	dev *bme280.Dev
+	bus   i2c.BusCloser
+	dev   *bme280.Dev
+	names *names
 }
 
 func openBME280(spec SensorSpec, e *env) (sensor, error) {
@@ -43,7 +45,7 @@ func openBME280(spec SensorSpec, e *env) (sensor, error) {
 	if err != nil {
 		return nil, errors.Join(err, bus.Close())
 	}
-	return &bme280Sensor{bus: bus, dev: dev}, nil
+	return &bme280Sensor{bus: bus, dev: dev, names: newNames(spec.Name)}, nil
 }
 
 func (s *bme280Sensor) String() string { return s.dev.String() }
@@ -52,16 +54,16 @@ func (s *bme280Sensor) Close() error {
 	return errors.Join(s.dev.Halt(), s.bus.Close())
 }
 
-func (s *bme280Sensor) Read(_ context.Context, dst []Measurement) ([]Measurement, error) {
+func (s *bme280Sensor) Read(_ context.Context, dst []reading.Reading) ([]reading.Reading, error) {
 	v, err := s.dev.Sense()
 	if err != nil {
 		return dst, err
 	}
 	dst = append(dst,
-		Measurement{Name: "temperature", Unit: "C", Value: v.Temperature},
-		Measurement{Name: "pressure", Unit: "hPa", Value: v.Pressure})
+		s.names.reading("temperature", "C", v.Temperature),
+		s.names.reading("pressure", "hPa", v.Pressure))
 	if v.HasHumidity {
-		dst = append(dst, Measurement{Name: "humidity", Unit: "%", Value: v.Humidity})
+		dst = append(dst, s.names.reading("humidity", "%", v.Humidity))
 	}
 	return dst, nil
 }

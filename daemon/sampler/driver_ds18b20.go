@@ -7,6 +7,7 @@ import (
 
 	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/ds18b20"
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
 // ds18b20 keys: probes, either a list of 1-Wire ids
@@ -54,9 +55,10 @@ func decodeDS18B20(m *strictyaml.Map, sensor string) any {
 }
 
 type ds18b20Sensor struct {
-	dev   *ds18b20.Dev
-	names map[string]string
-	temps []ds18b20.Temp
+	dev    *ds18b20.Dev
+	probes map[string]string // id → measurement name, as configured
+	names  *names
+	temps  []ds18b20.Temp
 }
 
 func openDS18B20(spec SensorSpec, e *env) (sensor, error) {
@@ -65,21 +67,21 @@ func openDS18B20(spec SensorSpec, e *env) (sensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ds18b20Sensor{dev: dev, names: o.names}, nil
+	return &ds18b20Sensor{dev: dev, probes: o.names, names: newNames(spec.Name)}, nil
 }
 
 func (s *ds18b20Sensor) String() string { return s.dev.String() }
 func (s *ds18b20Sensor) Close() error   { return s.dev.Halt() }
 
-func (s *ds18b20Sensor) Read(_ context.Context, dst []Measurement) ([]Measurement, error) {
+func (s *ds18b20Sensor) Read(_ context.Context, dst []reading.Reading) ([]reading.Reading, error) {
 	var err error
 	s.temps, err = s.dev.Read(s.temps[:0])
 	for _, t := range s.temps {
-		name := s.names[t.ID]
+		name := s.probes[t.ID]
 		if name == "" {
 			name = t.ID
 		}
-		dst = append(dst, Measurement{Name: name, Unit: "C", Value: t.Celsius})
+		dst = append(dst, s.names.reading(name, "C", t.Celsius))
 	}
 	return dst, err
 }

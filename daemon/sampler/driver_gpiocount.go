@@ -8,6 +8,7 @@ import (
 
 	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/gpiocount"
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
 // gpiocount keys: line (required: a line name such as GPIO17, or with chip
@@ -59,6 +60,7 @@ func decodeGPIOCount(m *strictyaml.Map, _ string) any {
 
 type gpiocountSensor struct {
 	dev            *gpiocount.Dev
+	names          *names
 	unit, rateUnit string
 	counting       bool // false until the first read, at open, has passed
 }
@@ -73,13 +75,13 @@ func openGPIOCount(spec SensorSpec, e *env) (sensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &gpiocountSensor{dev: dev, unit: o.unit, rateUnit: o.rateUnit}, nil
+	return &gpiocountSensor{dev: dev, names: newNames(spec.Name), unit: o.unit, rateUnit: o.rateUnit}, nil
 }
 
 func (s *gpiocountSensor) String() string { return s.dev.String() }
 func (s *gpiocountSensor) Close() error   { return s.dev.Close() }
 
-func (s *gpiocountSensor) Read(_ context.Context, dst []Measurement) ([]Measurement, error) {
+func (s *gpiocountSensor) Read(_ context.Context, dst []reading.Reading) ([]reading.Reading, error) {
 	v := s.dev.Read()
 	if !s.counting {
 		// The first read comes right after the open and covers no time:
@@ -88,8 +90,8 @@ func (s *gpiocountSensor) Read(_ context.Context, dst []Measurement) ([]Measurem
 		return dst, nil
 	}
 	return append(dst,
-		Measurement{Name: "count", Unit: s.unit, Value: v.Count},
-		Measurement{Name: "rate", Unit: s.rateUnit, Value: v.Rate}), nil
+		s.names.reading("count", s.unit, v.Count),
+		s.names.reading("rate", s.rateUnit, v.Rate)), nil
 }
 
 // Interface guards.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/ina219"
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
 // ina219 keys: bus (required), address (0x40–0x4f, default 0x40),
@@ -36,8 +37,9 @@ func decodeINA219(m *strictyaml.Map, _ string) any {
 }
 
 type ina219Sensor struct {
-	bus i2c.BusCloser
-	dev *ina219.Dev
+	bus   i2c.BusCloser
+	dev   *ina219.Dev
+	names *names
 }
 
 func openINA219(spec SensorSpec, e *env) (sensor, error) {
@@ -50,21 +52,21 @@ func openINA219(spec SensorSpec, e *env) (sensor, error) {
 	if err != nil {
 		return nil, errors.Join(err, bus.Close())
 	}
-	return &ina219Sensor{bus: bus, dev: dev}, nil
+	return &ina219Sensor{bus: bus, dev: dev, names: newNames(spec.Name)}, nil
 }
 
 func (s *ina219Sensor) String() string { return s.dev.String() }
 func (s *ina219Sensor) Close() error   { return errors.Join(s.dev.Halt(), s.bus.Close()) }
 
-func (s *ina219Sensor) Read(_ context.Context, dst []Measurement) ([]Measurement, error) {
+func (s *ina219Sensor) Read(_ context.Context, dst []reading.Reading) ([]reading.Reading, error) {
 	v, err := s.dev.Sense()
 	if err != nil {
 		return dst, err
 	}
 	return append(dst,
-		Measurement{Name: "voltage", Unit: "V", Value: v.BusVolts},
-		Measurement{Name: "current", Unit: "A", Value: v.Current},
-		Measurement{Name: "power", Unit: "W", Value: v.Power}), nil
+		s.names.reading("voltage", "V", v.BusVolts),
+		s.names.reading("current", "A", v.Current),
+		s.names.reading("power", "W", v.Power)), nil
 }
 
 // Interface guards.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/mcp9808"
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
 // mcp9808 keys: bus (required), address (0x18–0x1f, default 0x18).
@@ -25,8 +26,9 @@ func decodeMCP9808(m *strictyaml.Map, _ string) any {
 }
 
 type mcp9808Sensor struct {
-	bus i2c.BusCloser
-	dev *mcp9808.Dev
+	bus   i2c.BusCloser
+	dev   *mcp9808.Dev
+	names *names
 }
 
 func openMCP9808(spec SensorSpec, e *env) (sensor, error) {
@@ -39,18 +41,18 @@ func openMCP9808(spec SensorSpec, e *env) (sensor, error) {
 	if err != nil {
 		return nil, errors.Join(err, bus.Close())
 	}
-	return &mcp9808Sensor{bus: bus, dev: dev}, nil
+	return &mcp9808Sensor{bus: bus, dev: dev, names: newNames(spec.Name)}, nil
 }
 
 func (s *mcp9808Sensor) String() string { return s.dev.String() }
 func (s *mcp9808Sensor) Close() error   { return errors.Join(s.dev.Halt(), s.bus.Close()) }
 
-func (s *mcp9808Sensor) Read(_ context.Context, dst []Measurement) ([]Measurement, error) {
+func (s *mcp9808Sensor) Read(_ context.Context, dst []reading.Reading) ([]reading.Reading, error) {
 	v, err := s.dev.Sense()
 	if err != nil {
 		return dst, err
 	}
-	return append(dst, Measurement{Name: "temperature", Unit: "C", Value: v}), nil
+	return append(dst, s.names.reading("temperature", "C", v)), nil
 }
 
 // Interface guards.

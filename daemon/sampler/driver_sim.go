@@ -6,6 +6,7 @@ import (
 
 	"github.com/outpost-iot/outpost/daemon/internal/strictyaml"
 	"github.com/outpost-iot/outpost/drivers/sim"
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
 // sim keys: series (1–10000, default 1), seed (default 1), spike_rate and
@@ -41,11 +42,11 @@ func simRate(v float64, set bool) float64 {
 	return v
 }
 
-// simSensor adapts a sim.Dev: series i is "s<i>", with the unit of the
-// quantity it imitates.
+// simSensor adapts a sim.Dev: series i is "<sensor name>.s<i>", with the
+// unit of the quantity it imitates.
 type simSensor struct {
 	dev   *sim.Dev
-	names []string
+	names []string // by series
 	vals  []sim.Value
 }
 
@@ -64,7 +65,7 @@ func openSim(spec SensorSpec, _ *env) (sensor, error) {
 	}
 	s := &simSensor{dev: dev, names: make([]string, o.series)}
 	for i := range s.names {
-		s.names[i] = sim.SeriesName(i)
+		s.names[i] = spec.Name + "." + sim.SeriesName(i)
 	}
 	return s, nil
 }
@@ -72,10 +73,10 @@ func openSim(spec SensorSpec, _ *env) (sensor, error) {
 func (s *simSensor) String() string { return s.dev.String() }
 func (s *simSensor) Close() error   { return s.dev.Halt() }
 
-func (s *simSensor) Read(_ context.Context, dst []Measurement) ([]Measurement, error) {
+func (s *simSensor) Read(_ context.Context, dst []reading.Reading) ([]reading.Reading, error) {
 	s.vals = s.dev.Read(time.Now(), s.vals[:0])
 	for _, v := range s.vals {
-		dst = append(dst, Measurement{Name: s.names[v.Series], Unit: simUnits[v.Series%3], Value: v.Value})
+		dst = append(dst, reading.Reading{Sensor: s.names[v.Series], Unit: simUnits[v.Series%3], Value: v.Value})
 	}
 	return dst, nil
 }

@@ -5,25 +5,34 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/outpost-iot/outpost/internal/reading"
 )
+
+// sample is a reading as the sink got it, with its boot time.
+type sample struct {
+	reading.Reading
+	BootTime time.Duration
+}
 
 // memSink keeps every sample.
 type memSink struct {
 	mu      sync.Mutex
-	samples []Sample
-	err     error // returned by Add when set
+	samples []sample
+	err     error // returned by Append when set
 }
 
-func (s *memSink) Add(_ context.Context, x Sample) error {
+func (s *memSink) Append(_ context.Context, r reading.Reading, bootTime time.Duration) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
-		return s.err
+		return 0, s.err
 	}
-	s.samples = append(s.samples, x)
-	return nil
+	s.samples = append(s.samples, sample{r, bootTime})
+	return uint64(len(s.samples)), nil
 }
 
 func (s *memSink) setErr(err error) {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/outpost-iot/outpost/internal/reading"
 )
 
 // runner runs one sensor: open, read on schedule, hand over, back off.
@@ -17,17 +19,17 @@ type runner struct {
 	log        *slog.Logger
 	maxBackoff time.Duration
 
-	names map[string]string // measurement name → sample sensor name
-	buf   []Measurement
+	buf []reading.Reading // what the next read fills
 
 	// busySince is the Unix time in ns at which the current open or read
 	// began, 0 between calls: a watchdog's view of a hung driver.
 	busySince atomic.Int64
 
 	mu         sync.Mutex
-	status     SensorStatus
-	sinkFailed bool // guarded by mu; logged once per change
-	failures   int  // consecutive failed attempts
+	status     SensorStatus      // but Last, which statusCopy makes from last
+	last       []reading.Reading // the last read that returned any
+	sinkFailed bool              // guarded by mu; logged once per change
+	failures   int               // consecutive failed attempts
 	downSince  time.Time
 }
 
@@ -35,7 +37,6 @@ func newRunner(spec SensorSpec, open func(SensorSpec, *env) (sensor, error), e *
 	return &runner{
 		spec: spec, open: open, env: e, sink: sink, log: log,
 		maxBackoff: max(maxBackoff, spec.Interval),
-		names:      map[string]string{},
 		status:     SensorStatus{Name: spec.Name, Driver: spec.Driver, State: StateStarting},
 	}
 }
@@ -95,16 +96,16 @@ func (r *runner) run(ctx context.Context) {
 		}
 		stamp := r.env.clock.Stamp()
 		r.busySince.Store(time.Now().UnixNano())
-		ms, err := dev.Read(ctx, r.buf[:0])
+		rs, err := dev.Read(ctx, r.buf[:0])
 		r.busySince.Store(0)
-		r.buf = ms[:0]
+		r.buf = rs[:0]
 		if ctx.Err() != nil && err != nil {
 			return // a read cut short by shutdown is not a sensor failure
 		}
-		if len(ms) > 0 {
-			r.hand(ctx, ms, stamp)
+		if len(rs) > 0 {
+			r.hand(ctx, rs, stamp)
 		}
-		if err != nil && len(ms) == 0 {
+		if err != nil && len(rs) == 0 {
 			if cerr := dev.Close(); cerr != nil {
 				r.log.Debug("sensor close failed", "err", cerr)
 			}
@@ -117,19 +118,15 @@ func (r *runner) run(ctx context.Context) {
 	}
 }
 
-// hand gives the measurements to the sink and records them as the last.
-func (r *runner) hand(ctx context.Context, ms []Measurement, st Stamp) {
+// hand stamps the readings of one read, gives them to the sink and keeps
+// them as the last.
+func (r *runner) hand(ctx context.Context, rs []reading.Reading, st Stamp) {
 	t := st.Time.UTC()
 	var sinkErr error
 	var handed, refused uint64
-	for i := range ms {
-		m := &ms[i]
-		name, ok := r.names[m.Name]
-		if !ok {
-			name = r.spec.Name + "." + m.Name
-			r.names[m.Name] = name
-		}
-		err := r.sink.Add(ctx, Sample{Sensor: name, Unit: m.Unit, Value: m.Value, Labels: m.Labels, Time: t, BootTime: st.BootTime, Unsynced: st.Unsynced})
+	for i := range rs {
+		rs[i].Time, rs[i].Unsynced = t, st.Unsynced
+		_, err := r.sink.Append(ctx, rs[i], st.BootTime)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -141,7 +138,8 @@ func (r *runner) hand(ctx context.Context, ms []Measurement, st Stamp) {
 		handed++
 	}
 	r.mu.Lock()
-	r.status.Last = append(r.status.Last[:0], ms...)
+	// The next read fills the buffer of the one before: rs stays as it is.
+	r.last, r.buf = rs, r.last[:0]
 	r.status.LastTime = t
 	r.status.Readings += handed
 	r.status.SinkErrors += refused

@@ -12,25 +12,8 @@ import (
 	"periph.io/x/conn/v3/i2c"
 
 	"github.com/outpost-iot/outpost/drivers/gpiocount"
+	"github.com/outpost-iot/outpost/internal/reading"
 )
-
-// Sample is one measured value, as the sampler hands it to the Sink.
-type Sample struct {
-	Sensor string  // "<sensor name>.<measurement>", e.g. "greenhouse.temperature"
-	Unit   string  // e.g. "C", "hPa", "%"
-	Value  float64 // finite
-	// Labels is nil or shared between samples: a Sink must not modify it.
-	Labels map[string]string
-	// Time is the wall clock (UTC) when the reading was taken.
-	Time time.Time
-	// BootTime is CLOCK_BOOTTIME at the same moment: the time since boot,
-	// suspend included, from which a later-known clock offset gives the
-	// true time of a reading taken before the clock was synchronised.
-	BootTime time.Duration
-	// Unsynced is set when Time was taken while the wall clock was not
-	// synchronised, as Options.Clock said.
-	Unsynced bool
-}
 
 // Clock stamps readings. The daemon passes its own, which knows whether
 // the wall clock is synchronised; tests pass a fake.
@@ -40,7 +23,11 @@ type Clock interface {
 	Stamp() Stamp
 }
 
-// Stamp is when a reading was taken.
+// Stamp is when a reading was taken: the wall clock, CLOCK_BOOTTIME (the
+// time since boot, suspend included, from which a later-known clock offset
+// gives the true time of a reading taken before the clock was
+// synchronised) and whether the wall clock was synchronised. Time and
+// Unsynced go into the reading; BootTime goes beside it to the Sink.
 type Stamp struct {
 	Time     time.Time
 	BootTime time.Duration
@@ -53,28 +40,28 @@ type systemClock struct{}
 
 func (systemClock) Stamp() Stamp { return Stamp{Time: time.Now(), BootTime: bootTime()} }
 
-// Sink takes the samples. Add may block (back-pressure); an error is
-// counted and logged once per change, and the sampler carries on.
+// Sink takes the stamped readings: the spool (*spool.Spool is one). r has
+// its Sensor ("<sensor name>.<measurement>", e.g.
+// "greenhouse.temperature"), Unit, Value, Labels (nil or shared between
+// readings: a Sink must not modify them), Time (UTC) and Unsynced set;
+// bootTime is CLOCK_BOOTTIME when it was taken. Append may block
+// (back-pressure); an error is counted and logged once per change, and the
+// sampler carries on.
 type Sink interface {
-	Add(ctx context.Context, s Sample) error
-}
-
-// Measurement is one value a sensor read returns.
-type Measurement struct {
-	Name   string            `json:"name"` // e.g. "temperature", "s0"
-	Unit   string            `json:"unit,omitempty"`
-	Value  float64           `json:"value"`
-	Labels map[string]string `json:"labels,omitempty"`
+	Append(ctx context.Context, r reading.Reading, bootTime time.Duration) (uint64, error)
 }
 
 // sensor is what the sampler needs of an open sensor. The drivers return
-// concrete types; the small adapters in driver_*.go make them sensors.
+// concrete types; the small adapters in driver_*.go make them sensors,
+// turning each driver's values into readings.
 type sensor interface {
 	String() string
-	// Read appends the sensor's measurements to dst. With an error it may
-	// still return some (several probes on one bus, one of them failing);
-	// with an error and none, the sensor is re-opened after a backoff.
-	Read(ctx context.Context, dst []Measurement) ([]Measurement, error)
+	// Read appends the sensor's readings to dst, each with its Sensor,
+	// Unit and Value (and Labels, if any) set; the sampler stamps them.
+	// With an error it may still return some (several probes on one bus,
+	// one of them failing); with an error and none, the sensor is
+	// re-opened after a backoff.
+	Read(ctx context.Context, dst []reading.Reading) ([]reading.Reading, error)
 	Close() error
 }
 

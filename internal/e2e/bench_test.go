@@ -123,7 +123,7 @@ func prefill(b *testing.B, path string, n int) reading.StreamID {
 	}
 	ctx := context.Background()
 	for i := range n {
-		if _, err := sp.Append(ctx, benchReading(i), spool.Clock{}); err != nil {
+		if _, err := sp.Append(ctx, benchReading(i), 0); err != nil {
 			b.Fatal(err)
 		}
 	}
