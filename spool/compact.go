@@ -7,6 +7,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-iot/outpost/spool/boltfile"
 )
 
 // Compaction: bbolt never shrinks its file. Once a file has grown past
@@ -102,7 +104,7 @@ func (s *Spool) compact() error {
 		s.reopenLocked()
 		return fmt.Errorf("spool: compact: rename: %w", err)
 	}
-	syncDir(filepath.Dir(path))
+	boltfile.SyncDir(filepath.Dir(path))
 	if err := s.reopenLocked(); err != nil {
 		return err
 	}

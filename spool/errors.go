@@ -1,6 +1,10 @@
 package spool
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/outpost-iot/outpost/spool/boltfile"
+)
 
 // Sentinel errors, for callers that branch on the condition. Errors returned
 // by this package wrap one of them (or an I/O error) with the operation.
@@ -19,7 +23,7 @@ var (
 	ErrFull = errors.New("spool full")
 	// ErrCorrupt: the file failed a read or a commit in a way that shows
 	// corruption. The spool quarantines it and continues on a new stream.
-	ErrCorrupt = errors.New("spool file corrupt")
+	ErrCorrupt = boltfile.ErrCorrupt
 	// ErrNotCommitted: the commit holding a reading failed (disk full, I/O
 	// error). The reading stays buffered and is committed when writing
 	// works again.

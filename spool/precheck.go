@@ -11,7 +11,8 @@ import (
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/sys/unix"
+
+	"github.com/outpost-iot/outpost/spool/boltfile"
 )
 
 // precheck checks an existing file, read-only, in this goroutine, before
@@ -36,7 +37,7 @@ func (s *Spool) precheck(full bool) (err error) {
 	if full {
 		// bbolt's cursor loops forever on a page cycle: walk the page
 		// graph first, without it.
-		if err := checkPages(path); err != nil {
+		if err := boltfile.CheckPages(path); err != nil {
 			return fmt.Errorf("spool: check %s: %w", path, err)
 		}
 	}
@@ -59,34 +60,11 @@ func (s *Spool) precheck(full bool) (err error) {
 		if !full {
 			return nil
 		}
-		return tx.ForEach(func(name []byte, b *bolt.Bucket) error { return walkBucket(b) })
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error { return boltfile.WalkBucket(b) })
 	})
 	if err != nil {
 		return fmt.Errorf("spool: check %s: %w", path, err)
 	}
-	return nil
-}
-
-// walkBucket touches every key and value of b and its sub-buckets.
-func walkBucket(b *bolt.Bucket) error {
-	c := b.Cursor()
-	var sum byte
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if v == nil {
-			sb := b.Bucket(k)
-			if sb == nil {
-				return fmt.Errorf("key %x: nil value that is no bucket: %w", k, ErrCorrupt)
-			}
-			if err := walkBucket(sb); err != nil {
-				return err
-			}
-			continue
-		}
-		if len(v) > 0 {
-			sum ^= v[0] ^ v[len(v)-1]
-		}
-	}
-	_ = sum
 	return nil
 }
 
@@ -139,18 +117,6 @@ func beginOpen(path string) (died int) {
 // bring the marker back and count this open as one that died.
 func endOpen(path string) {
 	if os.Remove(openMarker(path)) == nil {
-		syncDir(filepath.Dir(path))
+		boltfile.SyncDir(filepath.Dir(path))
 	}
-}
-
-// readAhead asks the kernel to read the whole file into the page cache in
-// the background, so bbolt's page-by-page walk of a cold file does not
-// wait for the disk one page at a time.
-func readAhead(path string) {
-	f, err := os.Open(path)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_WILLNEED)
 }

@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/boltfile"
 )
 
 // SalvageReport says what Salvage recovered.
@@ -43,12 +44,12 @@ const salvageChunk = 10000
 // page reached twice or damaged, what it reaches without those pages is
 // copied into a scratch file beside the spool, and the salvage reads that.
 func (s *Spool) Salvage(ctx context.Context, file string) (rep SalvageReport, err error) {
-	if err := checkPages(file); err != nil {
+	if err := boltfile.CheckPages(file); err != nil {
 		if !errors.Is(err, ErrCorrupt) {
 			return rep, fmt.Errorf("spool: salvage %s: %w", file, err)
 		}
 		scratch := s.opts.Path + salvageScratchSuffix
-		problems, err := rebuildReachable(file, scratch)
+		problems, err := boltfile.RebuildReachable(file, scratch)
 		defer os.Remove(scratch)
 		rep.Problems = append(rep.Problems, problems...)
 		if err != nil {

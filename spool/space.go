@@ -10,6 +10,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
+
+	"github.com/outpost-iot/outpost/spool/boltfile"
 )
 
 // A full disk. bbolt commits copy-on-write: every page a commit changes is
@@ -224,7 +226,7 @@ func (s *Spool) afterCommit() {
 		if full {
 			to = max(hwm, s.space.backedTo) + 2*reserveBytes
 		}
-		if err = preallocate(s.opts.Path, hwm, to); err == nil {
+		if err = boltfile.Preallocate(s.opts.Path, hwm, to); err == nil {
 			s.space.backedTo = to
 		}
 	}
@@ -275,21 +277,4 @@ func (s *Spool) leaveOutOfSpace() {
 	s.log.Info("spool: disk has space again", "path", s.opts.Path,
 		"full_s", time.Since(s.space.since).Seconds(), "dropped", s.space.dropped,
 		"rejected", s.rejected-s.space.rejected)
-}
-
-// preallocate backs the bytes [from, to) of the file at path with disk
-// blocks, growing the file if needed. (bbolt grows its file with ftruncate,
-// which leaves holes: a write into a hole needs a block too.) The file is
-// opened anew: bbolt does not share its descriptor, and the spool's
-// lock is the writer's own.
-func preallocate(path string, from, to int64) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := unix.Fallocate(int(f.Fd()), 0, from, to-from); err != nil {
-		return &os.PathError{Op: "fallocate", Path: path, Err: err}
-	}
-	return nil
 }

@@ -17,6 +17,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/boltfile"
 )
 
 // Spool is an open spool file. Its methods are safe for concurrent use.
@@ -154,7 +155,7 @@ func (s *Spool) openFile(quarantined uint64) error {
 	}
 	var db *bolt.DB
 	if err == nil {
-		readAhead(path)
+		boltfile.ReadAhead(path)
 		db, err = s.openBolt()
 	}
 	if err == nil {
@@ -213,7 +214,7 @@ func (s *Spool) openBolt() (db *bolt.DB, err error) {
 func (s *Spool) openErr(err error) error {
 	path := s.opts.Path
 	if errors.Is(err, berrors.ErrTimeout) {
-		return fmt.Errorf("spool: open %s: %w after %v (%s)", path, ErrLocked, s.opts.LockTimeout, lockHolder(path))
+		return fmt.Errorf("spool: open %s: %w after %v (%s)", path, ErrLocked, s.opts.LockTimeout, boltfile.LockHolder(path))
 	}
 	return fmt.Errorf("spool: open %s: %w", path, err)
 }
@@ -271,7 +272,7 @@ func (s *Spool) load(db *bolt.DB, quarantined uint64) (st loaded, err error) {
 		// A new file's name is durable only once its directory is
 		// synced; until then a power cut can take the file and every
 		// reading committed in it.
-		syncDir(filepath.Dir(s.opts.Path))
+		boltfile.SyncDir(filepath.Dir(s.opts.Path))
 	}
 	if err != nil {
 		return st, fmt.Errorf("spool: open %s: %w", s.opts.Path, err)

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outpost-iot/outpost/spool/boltfile"
 )
 
 // salvagedSuffix marks a quarantined file checkSpool has salvaged, so that
@@ -70,7 +72,7 @@ func checkSpoolOnce(t *testing.T, path string) error {
 		if err := os.Rename(f, f+salvagedSuffix); err != nil {
 			return err
 		}
-		syncDir(filepath.Dir(path))
+		boltfile.SyncDir(filepath.Dir(path))
 	}
 	type run struct{ stream, from, to uint64 }
 	var runs []run
