@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // The benchmark workload is what the sim driver produces: 4 series
@@ -249,7 +250,7 @@ func benchBoltAppend(b *testing.B, batch int) {
 		err := db.Update(func(tx *bolt.Tx) error {
 			bk := tx.Bucket(name)
 			for j := i; j < min(i+batch, b.N); j++ {
-				if err := bk.Put(itob(uint64(j+1)), val); err != nil {
+				if err := bk.Put(record.Itob(uint64(j+1)), val); err != nil {
 					return err
 				}
 			}
@@ -377,11 +378,11 @@ func benchNaiveLifecycle(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			return bk.Put(itob(seq), val)
+			return bk.Put(record.Itob(seq), val)
 		})
 	}
 	del := func(seq uint64) error {
-		return db.Update(func(tx *bolt.Tx) error { return tx.Bucket(name).Delete(itob(seq)) })
+		return db.Update(func(tx *bolt.Tx) error { return tx.Bucket(name).Delete(record.Itob(seq)) })
 	}
 	if err := put(1); err != nil {
 		b.Fatal(err)
@@ -449,7 +450,7 @@ func BenchmarkAtRest(b *testing.B) {
 					return err
 				}
 				for j := i; j < min(i+1000, b.N); j++ {
-					if err := bk.Put(itob(uint64(j+1)), val); err != nil {
+					if err := bk.Put(record.Itob(uint64(j+1)), val); err != nil {
 						return err
 					}
 				}
@@ -552,11 +553,13 @@ func BenchmarkOpen(b *testing.B) {
 		b.Fatal(err)
 	}
 	copyFile(b, clean, crashed)
-	db, err := bolt.Open(crashed, 0o600, &bolt.Options{PageSize: pageSize, NoFreelistSync: true})
+	db, err := bolt.Open(crashed, 0o600, &bolt.Options{PageSize: record.PageSize, NoFreelistSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := db.Update(func(tx *bolt.Tx) error { return putU64(tx.Bucket(bucketMeta), keyFormat, FormatVersion) }); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return record.PutU64(tx.Bucket(record.BucketMeta), record.KeyFormat, FormatVersion)
+	}); err != nil {
 		b.Fatal(err)
 	}
 	db.Close() // no freelist written: as after a kill
@@ -568,7 +571,7 @@ func BenchmarkOpen(b *testing.B) {
 	}{{"bolt", bolt.FreelistMapType}, {"bolt-array", bolt.FreelistArrayType}} {
 		b.Run("readings=1M/after-crash/warm/"+fl.name, func(b *testing.B) {
 			for range b.N {
-				db, err := bolt.Open(crashed, 0o600, &bolt.Options{PageSize: pageSize, NoFreelistSync: true, FreelistType: fl.typ})
+				db, err := bolt.Open(crashed, 0o600, &bolt.Options{PageSize: record.PageSize, NoFreelistSync: true, FreelistType: fl.typ})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -596,11 +599,13 @@ func BenchmarkOpen(b *testing.B) {
 				if c.crash {
 					// The previous Close wrote the freelist: remove it again
 					// (one empty commit without it).
-					db, err := bolt.Open(c.path, 0o600, &bolt.Options{PageSize: pageSize, NoFreelistSync: true})
+					db, err := bolt.Open(c.path, 0o600, &bolt.Options{PageSize: record.PageSize, NoFreelistSync: true})
 					if err != nil {
 						b.Fatal(err)
 					}
-					db.Update(func(tx *bolt.Tx) error { return putU64(tx.Bucket(bucketMeta), keyFormat, FormatVersion) })
+					db.Update(func(tx *bolt.Tx) error {
+						return record.PutU64(tx.Bucket(record.BucketMeta), record.KeyFormat, FormatVersion)
+					})
 					db.Close()
 				}
 				if c.cold {

@@ -9,6 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outpost-iot/outpost/spool/boltfile"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // Compaction: bbolt never shrinks its file. Once a file has grown past
@@ -45,7 +46,7 @@ func (s *Spool) compactDue() bool {
 		return false
 	}
 	st := s.db.Stats()
-	free := int64(st.FreePageN+st.PendingPageN) * pageSize
+	free := int64(st.FreePageN+st.PendingPageN) * record.PageSize
 	var used int64
 	if err := s.db.View(func(tx *bolt.Tx) error { used = tx.Size() - free; return nil }); err != nil {
 		return false
@@ -72,7 +73,7 @@ func (s *Spool) compact() error {
 	// reopen below reads the freelist instead of walking the file.
 	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{
 		Timeout:        s.opts.LockTimeout,
-		PageSize:       pageSize,
+		PageSize:       record.PageSize,
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
 		NoSync:         true,
@@ -133,10 +134,14 @@ func (s *Spool) compactInto(dst *bolt.DB) (err error) {
 // reopenLocked opens the file again after a compaction; s.dbMu is held.
 func (s *Spool) reopenLocked() error {
 	s.mu.Lock()
-	q := s.counters.quarantin
+	q := s.counters.Quarantined
 	s.mu.Unlock()
 	if err := s.openFile(q); err != nil {
 		return fmt.Errorf("spool: reopen after compaction: %w", err)
 	}
 	return nil
 }
+
+// compactPath is where a compaction writes the new file before renaming it
+// over the spool; a leftover is removed at open.
+func compactPath(path string) string { return path + ".compact" }

@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // emulated says whether the tests run under qemu-user (or on a slow ARM
@@ -61,7 +62,7 @@ func countersMatch(path string) error {
 	}
 	defer db.Close()
 	return db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
+		meta := tx.Bucket(record.BucketMeta)
 		if meta == nil {
 			return fmt.Errorf("no meta bucket")
 		}
@@ -72,17 +73,17 @@ func countersMatch(path string) error {
 			}
 			return b.ForEach(func(k, v []byte) error {
 				n++
-				size += uint64(len(k) + len(v) + entryOverhead)
+				size += uint64(len(k) + len(v) + record.EntryOverhead)
 				return nil
 			})
 		})
 		if err != nil {
 			return err
 		}
-		if got := getU64(meta, keyReadings); got != n {
+		if got := record.GetU64(meta, record.KeyReadings); got != n {
 			return fmt.Errorf("meta readings = %d; the file holds %d", got, n)
 		}
-		if got := getU64(meta, keyBytes); got != size {
+		if got := record.GetU64(meta, record.KeyBytes); got != size {
 			return fmt.Errorf("meta bytes = %d; the file holds %d", got, size)
 		}
 		return nil

@@ -11,6 +11,7 @@ import (
 	"github.com/outpost-iot/outpost/internal/boltsurgeon"
 	"github.com/outpost-iot/outpost/internal/reading"
 	"github.com/outpost-iot/outpost/spool/boltfile"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // cyclicSpoolFile writes a spool file of n readings and patches the last
@@ -21,14 +22,14 @@ import (
 func cyclicSpoolFile(t *testing.T, opts Options, n int) (reading.StreamID, uint64) {
 	t.Helper()
 	stream := makeSpoolFile(t, opts, n)
-	lost, err := boltsurgeon.CycleBucket(opts.Path, streamBucket(stream))
+	lost, err := boltsurgeon.CycleBucket(opts.Path, record.StreamBucket(stream))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(lost) != 8 {
 		t.Fatalf("branch key of %d bytes; want a seq", len(lost))
 	}
-	return stream, btoi(lost)
+	return stream, record.Btoi(lost)
 }
 
 // within runs fn and fails the test if it has not returned after d (fn is

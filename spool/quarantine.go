@@ -24,7 +24,7 @@ func isCorrupt(err error) bool {
 	case err == nil, errors.Is(err, ErrNewerFormat), errors.Is(err, ErrLocked), errors.Is(err, ErrClosed):
 		return false
 	case errors.Is(err, ErrCorrupt), errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
-		errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, errBadValue):
+		errors.Is(err, berrors.ErrVersionMismatch):
 		return true
 	}
 	var pe *fs.PathError

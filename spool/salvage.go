@@ -13,6 +13,7 @@ import (
 
 	"github.com/outpost-iot/outpost/internal/reading"
 	"github.com/outpost-iot/outpost/spool/boltfile"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // SalvageReport says what Salvage recovered.
@@ -68,29 +69,28 @@ func (s *Spool) Salvage(ctx context.Context, file string) (rep SalvageReport, er
 	defer debug.SetPanicOnFault(old)
 
 	var (
-		names   []series
-		boots   []bootRec
-		streams []streamInfo
+		names   []record.Series
+		boots   []record.Boot
+		streams []record.Stream
 		ranges  [][2][]byte
 	)
 	// Each table on its own: a garbled one must not hide the others.
-	tab := newTable()
+	tab := record.NewTable()
 	safely(&rep, "read names and boots", func() error {
-		return src.View(func(tx *bolt.Tx) error { return tab.load(tx) })
+		return src.View(func(tx *bolt.Tx) error { return tab.Load(tx) })
 	})
-	names, boots = tab.series, tab.boots
+	names, boots = tab.Series(), tab.Boots()
 	safely(&rep, "read meta", func() error {
 		return src.View(func(tx *bolt.Tx) error {
-			meta := tx.Bucket(bucketMeta)
+			meta := tx.Bucket(record.BucketMeta)
 			if meta == nil {
 				return fmt.Errorf("no meta bucket: %w", ErrCorrupt)
 			}
 			c := meta.Cursor()
-			for k, v := c.Seek([]byte{prefixStream}); k != nil && k[0] <= prefixPending; k, v = c.Next() {
-				switch {
-				case k[0] == prefixStream && len(k) == 9 && len(v) == 16:
-					streams = append(streams, streamInfo{id: reading.StreamID(btoi(k[1:])), created: int64(btoi(v[:8])), hwm: btoi(v[8:])})
-				case k[0] == prefixPending && len(k) == 17 && len(v) == 8:
+			for k, v := c.Seek([]byte{record.PrefixStream}); k != nil && k[0] <= record.PrefixPending; k, v = c.Next() {
+				if si, ok := record.ParseStream(k, v); ok {
+					streams = append(streams, si)
+				} else if k[0] == record.PrefixPending && len(k) == 17 && len(v) == 8 {
 					ranges = append(ranges, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
 				}
 			}
@@ -101,8 +101,8 @@ func (s *Spool) Salvage(ctx context.Context, file string) (rep SalvageReport, er
 		return src.View(func(tx *bolt.Tx) error {
 			return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
 				id, err := reading.ParseStreamID(string(name))
-				if err == nil && !slices.ContainsFunc(streams, func(si streamInfo) bool { return si.id == id }) {
-					streams = append(streams, streamInfo{id: id})
+				if err == nil && !slices.ContainsFunc(streams, func(si record.Stream) bool { return si.ID == id }) {
+					streams = append(streams, record.Stream{ID: id})
 				}
 				return nil
 			})
@@ -123,8 +123,8 @@ func (s *Spool) Salvage(ctx context.Context, file string) (rep SalvageReport, er
 			return rep, err
 		}
 	}
-	err = s.writeTx(func(tx *bolt.Tx, c *counters) error {
-		meta := tx.Bucket(bucketMeta)
+	err = s.writeTx(func(tx *bolt.Tx, c *record.Counters) error {
+		meta := tx.Bucket(record.BucketMeta)
 		for _, r := range ranges {
 			if meta.Get(r[0]) == nil {
 				if err := meta.Put(r[0], r[1]); err != nil {
@@ -160,14 +160,14 @@ func safely(rep *SalvageReport, what string, fn func() error) (ok bool) {
 
 // salvageStream copies one stream in chunks, re-encoding each reading's
 // series and boot against this spool's tables.
-func (s *Spool) salvageStream(ctx context.Context, src *bolt.DB, si streamInfo, names []series, boots []bootRec, rep *SalvageReport) (uint64, error) {
+func (s *Spool) salvageStream(ctx context.Context, src *bolt.DB, si record.Stream, names []record.Series, boots []record.Boot, rep *SalvageReport) (uint64, error) {
 	var copied uint64
-	from, last := uint64(1), si.hwm
-	safely(rep, fmt.Sprintf("stream %v last seq", si.id), func() error {
+	from, last := uint64(1), si.HWM
+	safely(rep, fmt.Sprintf("stream %v last seq", si.ID), func() error {
 		return src.View(func(tx *bolt.Tx) error {
-			if b := tx.Bucket(streamBucket(si.id)); b != nil {
+			if b := tx.Bucket(record.StreamBucket(si.ID)); b != nil {
 				if k, _ := b.Cursor().Last(); len(k) == 8 {
-					last = max(last, btoi(k))
+					last = max(last, record.Btoi(k))
 				}
 			}
 			return nil
@@ -184,34 +184,34 @@ func (s *Spool) salvageStream(ctx context.Context, src *bolt.DB, si streamInfo, 
 		}
 		var chunk []entry
 		done := true
-		ok := safely(rep, fmt.Sprintf("stream %v from seq %d", si.id, from), func() error {
+		ok := safely(rep, fmt.Sprintf("stream %v from seq %d", si.ID, from), func() error {
 			return src.View(func(tx *bolt.Tx) error {
-				b := tx.Bucket(streamBucket(si.id))
+				b := tx.Bucket(record.StreamBucket(si.ID))
 				if b == nil {
 					return nil
 				}
 				c := b.Cursor()
-				for k, v := c.Seek(itob(from)); k != nil; k, v = c.Next() {
+				for k, v := c.Seek(record.Itob(from)); k != nil; k, v = c.Next() {
 					if len(chunk) == salvageChunk {
 						done = false
 						break
 					}
-					seq := btoi(k)
-					d, err := decodeStored(v)
+					seq := record.Btoi(k)
+					d, err := record.DecodeStored(v)
 					if err != nil {
 						return fmt.Errorf("seq %d: %w", seq, err)
 					}
-					if int(d.series) >= len(names) || d.hasBoot && int(d.boot) >= len(boots) {
+					if int(d.Series) >= len(names) || d.HasBoot && int(d.Boot) >= len(boots) {
 						return fmt.Errorf("seq %d: unknown series or boot: %w", seq, ErrCorrupt)
 					}
 					// The offset lives in the old file's boots table:
 					// apply it now, as the readings are rewritten.
-					correct(&d, boots)
-					n := names[d.series]
-					e := entry{seq: seq, r: reading.Reading{Sensor: n.sensor, Unit: n.unit, Labels: n.labels,
-						Value: d.value, Time: d.time, Unsynced: d.unsynced}}
-					if d.hasBoot {
-						e.clk = Clock{Boot: boots[d.boot].id, BootTime: d.bootTime}
+					record.Correct(&d, boots)
+					n := names[d.Series]
+					e := entry{seq: seq, r: reading.Reading{Sensor: n.Sensor, Unit: n.Unit, Labels: n.Labels,
+						Value: d.Value, Time: d.Time, Unsynced: d.Unsynced}}
+					if d.HasBoot {
+						e.clk = Clock{Boot: boots[d.Boot].ID, BootTime: d.BootTime}
 					}
 					chunk = append(chunk, e)
 					from = seq + 1
@@ -220,48 +220,48 @@ func (s *Spool) salvageStream(ctx context.Context, src *bolt.DB, si streamInfo, 
 			})
 		})
 		if len(chunk) > 0 {
-			err := s.writeTx(func(tx *bolt.Tx, c *counters) error {
-				b, err := tx.CreateBucketIfNotExists(streamBucket(si.id))
+			err := s.writeTx(func(tx *bolt.Tx, c *record.Counters) error {
+				b, err := tx.CreateBucketIfNotExists(record.StreamBucket(si.ID))
 				if err != nil {
 					return fmt.Errorf("failed to create stream bucket: %w", err)
 				}
-				meta := tx.Bucket(bucketMeta)
-				if v := meta.Get(streamKey(si.id)); v == nil {
-					if err := putStream(meta, si); err != nil {
+				meta := tx.Bucket(record.BucketMeta)
+				if v := meta.Get(record.StreamKey(si.ID)); v == nil {
+					if err := record.PutStream(meta, si); err != nil {
 						return err
 					}
 				}
 				var scratch []byte
 				for _, e := range chunk {
-					k := itob(e.seq)
+					k := record.Itob(e.seq)
 					if b.Get(k) != nil {
 						rep.Present++
 						continue
 					}
-					scratch = appendSeriesKey(scratch[:0], &e.r)
-					st := stored{time: e.r.Time, value: e.r.Value, unsynced: e.r.Unsynced}
-					if st.series, err = s.tab.seriesID(tx, scratch); err != nil {
+					scratch = record.AppendSeriesKey(scratch[:0], &e.r)
+					st := record.Stored{Time: e.r.Time, Value: e.r.Value, Unsynced: e.r.Unsynced}
+					if st.Series, err = s.tab.SeriesID(tx, scratch); err != nil {
 						return err
 					}
 					if e.clk.Boot != (BootID{}) {
-						if st.boot, err = s.tab.bootIndex(tx, e.clk.Boot); err != nil {
+						if st.Boot, err = s.tab.BootIndex(tx, e.clk.Boot); err != nil {
 							return err
 						}
-						st.hasBoot, st.bootTime = true, e.clk.BootTime
+						st.HasBoot, st.BootTime = true, e.clk.BootTime
 					}
-					v := appendStored(nil, &st)
+					v := record.AppendStored(nil, &st)
 					if err := b.Put(k, v); err != nil {
 						return fmt.Errorf("failed to store seq %d: %w", e.seq, err)
 					}
-					c.readings++
-					c.bytes += uint64(len(k) + len(v) + entryOverhead)
+					c.Readings++
+					c.Bytes += uint64(len(k) + len(v) + record.EntryOverhead)
 					rep.Readings++
 					copied++
 				}
 				return nil
 			})
 			if err != nil {
-				return copied, fmt.Errorf("spool: salvage stream %v: %w", si.id, err)
+				return copied, fmt.Errorf("spool: salvage stream %v: %w", si.ID, err)
 			}
 		}
 		switch {
@@ -271,12 +271,12 @@ func (s *Spool) salvageStream(ctx context.Context, src *bolt.DB, si streamInfo, 
 		case from > last:
 			return copied, nil
 		default:
-			next, found := nextReadable(src, si.id, from, last)
+			next, found := nextReadable(src, si.ID, from, last)
 			if !found {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("stream %v: seqs from %d unreadable", si.id, from))
+				rep.Problems = append(rep.Problems, fmt.Sprintf("stream %v: seqs from %d unreadable", si.ID, from))
 				return copied, nil
 			}
-			rep.Problems = append(rep.Problems, fmt.Sprintf("stream %v: seqs %d–%d unreadable, skipped", si.id, from, next-1))
+			rep.Problems = append(rep.Problems, fmt.Sprintf("stream %v: seqs %d–%d unreadable, skipped", si.ID, from, next-1))
 			from = next
 		}
 	}
@@ -290,15 +290,15 @@ func nextReadable(src *bolt.DB, id reading.StreamID, bad, last uint64) (uint64, 
 		var scratch SalvageReport
 		return safely(&scratch, "probe", func() error {
 			return src.View(func(tx *bolt.Tx) error {
-				b := tx.Bucket(streamBucket(id))
+				b := tx.Bucket(record.StreamBucket(id))
 				if b == nil {
 					return ErrNotFound
 				}
-				k, v := b.Cursor().Seek(itob(seq))
+				k, v := b.Cursor().Seek(record.Itob(seq))
 				if k == nil {
 					return nil
 				}
-				_, err := decodeStored(v)
+				_, err := record.DecodeStored(v)
 				return err
 			})
 		})
@@ -327,34 +327,29 @@ func nextReadable(src *bolt.DB, id reading.StreamID, bad, last uint64) (uint64, 
 
 // writeTx runs fn in a write transaction beside the writer (never during
 // one of its commits), with the meta counters, and installs the result.
-func (s *Spool) writeTx(fn func(tx *bolt.Tx, c *counters) error) error {
+func (s *Spool) writeTx(fn func(tx *bolt.Tx, c *record.Counters) error) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	nS, nB := s.tab.mark()
-	var c counters
-	var streams []streamInfo
+	nS, nB := s.tab.Mark()
+	var c record.Counters
+	var streams []record.Stream
 	err := s.update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
+		meta := tx.Bucket(record.BucketMeta)
 		if meta == nil {
 			return fmt.Errorf("meta bucket missing: %w", ErrCorrupt)
 		}
-		c = readCounters(meta)
+		c = record.ReadCounters(meta)
 		if err := fn(tx, &c); err != nil {
 			return err
 		}
-		cur := meta.Cursor()
-		for k, v := cur.Seek([]byte{prefixStream}); k != nil && k[0] == prefixStream; k, v = cur.Next() {
-			if len(k) == 9 && len(v) == 16 {
-				streams = append(streams, streamInfo{id: reading.StreamID(btoi(k[1:])), created: int64(btoi(v[:8])), hwm: btoi(v[8:])})
-			}
-		}
-		return writeCounters(meta, c)
+		streams, _ = record.ReadStreams(meta) // the well-formed ones
+		return record.WriteCounters(meta, c)
 	})
 	if err != nil {
-		s.tab.rollback(nS, nB)
+		s.tab.Rollback(nS, nB)
 		return err
 	}
-	sortStreams(streams)
+	record.SortStreams(streams)
 	s.mu.Lock()
 	s.counters = c
 	s.streams = streams

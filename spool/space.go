@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/outpost-iot/outpost/spool/boltfile"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // A full disk. bbolt commits copy-on-write: every page a commit changes is
@@ -41,7 +42,7 @@ const (
 	// reserveBytes is the headroom kept preallocated past the file's
 	// high-water mark: several drop transactions (each writes the paths
 	// from the root to the leaves it changes, a handful of pages).
-	reserveBytes = 16 * pageSize
+	reserveBytes = 16 * record.PageSize
 	// pathPages is what a commit writes beyond its new leaves: the
 	// branches above them, the meta bucket and the root, with a margin.
 	pathPages = 8
@@ -95,12 +96,12 @@ func (s *Spool) freePages() int {
 func (s *Spool) filePages() int {
 	var size int64
 	_ = s.view(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
-	return int(size / pageSize)
+	return int(size / record.PageSize)
 }
 
 // pagesFor estimates the pages a commit of n new readings writes.
 func pagesFor(n int) int {
-	return (n*estimatedSize+pageSize-1)/pageSize + pathPages
+	return (n*estimatedSize+record.PageSize-1)/record.PageSize + pathPages
 }
 
 // makeRoom, out of space with policy drop_oldest, drops the oldest
@@ -113,37 +114,37 @@ func (s *Spool) makeRoom(n int, failed bool) (uint64, error) {
 		return 0, nil
 	}
 	s.mu.Lock()
-	c, streams := s.counters, append([]streamInfo(nil), s.streams...)
+	c, streams := s.counters, append([]record.Stream(nil), s.streams...)
 	s.mu.Unlock()
-	if c.readings == 0 {
+	if c.Readings == 0 {
 		return 0, errors.New("spool: no committed readings to drop for space")
 	}
 	pages := max(need-avail, 0) + min(max(s.filePages()/16, minSlackPages), maxSlackPages)
 	if failed { // the estimate was short: drop more
-		pages = max(pages, int(c.bytes/8/pageSize))
+		pages = max(pages, int(c.Bytes/8/record.PageSize))
 	}
-	target := c.bytes - min(uint64(pages)*pageSize, c.bytes)
+	target := c.Bytes - min(uint64(pages)*record.PageSize, c.Bytes)
 	return s.dropTo(streams, target)
 }
 
 // dropTo drops the oldest readings, oldest stream first, until the
 // logical size is at most target, in a transaction of its own.
-func (s *Spool) dropTo(streams []streamInfo, target uint64) (uint64, error) {
+func (s *Spool) dropTo(streams []record.Stream, target uint64) (uint64, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	var c counters
+	var c record.Counters
 	var n uint64
 	err := s.update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
+		meta := tx.Bucket(record.BucketMeta)
 		if meta == nil {
 			return fmt.Errorf("meta bucket missing: %w", ErrCorrupt)
 		}
-		c = readCounters(meta)
+		c = record.ReadCounters(meta)
 		var err error
 		if n, err = dropOver(tx, meta, &c, streams, target); err != nil {
 			return err
 		}
-		return writeCounters(meta, c)
+		return record.WriteCounters(meta, c)
 	})
 	if err != nil {
 		return 0, err
@@ -153,7 +154,7 @@ func (s *Spool) dropTo(streams []streamInfo, target uint64) (uint64, error) {
 	s.counters = c
 	s.mu.Unlock()
 	s.space.dropped += n
-	s.log.Debug("spool: dropped the oldest readings to make room on a full disk", "path", s.opts.Path, "dropped", n, "dropped_total", c.dropped)
+	s.log.Debug("spool: dropped the oldest readings to make room on a full disk", "path", s.opts.Path, "dropped", n, "dropped_total", c.Dropped)
 	return n, nil
 }
 

@@ -137,7 +137,7 @@ func (c *spoolCheck) parse(f []string) {
 	case "check":
 		c.stream, c.hwm, c.readings, c.quarantined = u(1), u(2), u(3), u(4)
 	case "run":
-		c.runs = append(c.runs, streamSpan{u(1), seqSpan{u(2), u(3)}})
+		c.runs = append(c.runs, streamSpan{u(1), seqRange{u(2), u(3)}})
 	case "bad":
 		c.bad = append(c.bad, strings.Join(f, " "))
 	case "salvaged":

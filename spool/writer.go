@@ -10,6 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // A failed commit is tried again after retryInterval, doubling up to
@@ -112,7 +113,7 @@ func (s *Spool) syncFreelist() {
 
 // applied is what a successful commit changed.
 type applied struct {
-	counters   counters
+	counters   record.Counters
 	hwm        uint64 // live stream high-water mark
 	newDropped uint64 // readings the cap dropped in this commit
 }
@@ -134,7 +135,7 @@ func (s *Spool) commit() error {
 		s.lastAge = now
 	}
 	idle := len(s.buf) == 0 && len(s.acks) == 0 && len(s.ops) == 0 && len(s.bufDropped) == 0
-	streams := append([]streamInfo(nil), s.streams...)
+	streams := append([]record.Stream(nil), s.streams...)
 	s.mu.Unlock()
 	if ageDue && idle {
 		ageDue = s.anyOlder(streams, now.Add(-s.opts.MaxAge))
@@ -186,7 +187,7 @@ func (s *Spool) commit() error {
 		acks, ops, dropped, ackWaiting = nil, nil, nil, 0
 		if err = s.ensureOpen(); err == nil {
 			s.mu.Lock()
-			live, streams, hwm = s.stream, append([]streamInfo(nil), s.streams...), s.committed
+			live, streams, hwm = s.stream, append([]record.Stream(nil), s.streams...), s.committed
 			s.mu.Unlock()
 			res, err = s.apply(live, streams, hwm, items, nil, nil, nil, now, ageDue)
 		}
@@ -200,8 +201,8 @@ func (s *Spool) commit() error {
 		s.buf = s.buf[n:]
 		s.counters, s.committed = res.counters, res.hwm
 		for i := range s.streams {
-			if s.streams[i].id == live {
-				s.streams[i].hwm = res.hwm
+			if s.streams[i].ID == live {
+				s.streams[i].HWM = res.hwm
 			}
 		}
 		if s.failing {
@@ -252,7 +253,7 @@ func (s *Spool) logDropping(res applied) {
 			"max_bytes", s.opts.MaxBytes, "max_age_s", s.opts.MaxAge.Seconds(), "dropped", res.newDropped)
 	case res.newDropped == 0 && s.dropping:
 		s.dropping = false
-		s.log.Info("spool: below the cap again", "path", s.opts.Path, "dropped_total", res.counters.dropped)
+		s.log.Info("spool: below the cap again", "path", s.opts.Path, "dropped_total", res.counters.Dropped)
 	}
 }
 
@@ -286,7 +287,7 @@ func (s *Spool) ensureOpen() error {
 		return nil
 	}
 	s.mu.Lock()
-	q := s.counters.quarantin
+	q := s.counters.Quarantined
 	s.mu.Unlock()
 	return s.openFile(q)
 }
@@ -301,7 +302,7 @@ func (s *Spool) requarantine(cause error) {
 		s.db = nil
 	}
 	s.mu.Lock()
-	q := s.counters.quarantin
+	q := s.counters.Quarantined
 	s.mu.Unlock()
 	var err error
 	if _, err = s.quarantine(cause); err == nil {
@@ -359,43 +360,43 @@ func (s *Spool) view(fn func(*bolt.Tx) error) (err error) {
 }
 
 // apply is the body of one commit.
-func (s *Spool) apply(live reading.StreamID, streams []streamInfo, hwm uint64, items []pending,
+func (s *Spool) apply(live reading.StreamID, streams []record.Stream, hwm uint64, items []pending,
 	acks []ackOp, ops []*op, bufDropped []seqRange, now time.Time, ageDue bool) (applied, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	nS, nB := s.tab.mark()
+	nS, nB := s.tab.Mark()
 	var res applied
 	err := s.update(func(tx *bolt.Tx) error {
 		if s.commitHook != nil {
 			s.commitHook()
 		}
-		meta := tx.Bucket(bucketMeta)
+		meta := tx.Bucket(record.BucketMeta)
 		if meta == nil {
 			return fmt.Errorf("meta bucket missing: %w", ErrCorrupt)
 		}
-		c := readCounters(meta)
+		c := record.ReadCounters(meta)
 		if err := s.appendItems(tx, meta, &c, live, &hwm, items); err != nil {
 			return err
 		}
 		for _, r := range bufDropped {
-			if err := addPending(meta, live, r.from, r.to); err != nil {
+			if err := record.AddPending(meta, live, r.from, r.to); err != nil {
 				return err
 			}
-			c.dropped += r.to - r.from + 1
+			c.Dropped += r.to - r.from + 1
 			res.newDropped += r.to - r.from + 1
 			hwm = max(hwm, r.to)
 		}
 		if len(items) > 0 || len(bufDropped) > 0 {
-			if err := putU64(meta, keySeq, hwm); err != nil {
+			if err := record.PutU64(meta, record.KeySeq, hwm); err != nil {
 				return err
 			}
 			created := int64(0)
 			for _, si := range streams {
-				if si.id == live {
-					created = si.created
+				if si.ID == live {
+					created = si.Created
 				}
 			}
-			if err := putStream(meta, streamInfo{id: live, created: created, hwm: hwm}); err != nil {
+			if err := record.PutStream(meta, record.Stream{ID: live, Created: created, HWM: hwm}); err != nil {
 				return err
 			}
 		}
@@ -415,10 +416,10 @@ func (s *Spool) apply(live reading.StreamID, streams []streamInfo, hwm uint64, i
 		}
 		res.newDropped += n
 		res.counters = c
-		return writeCounters(meta, c)
+		return record.WriteCounters(meta, c)
 	})
 	if err != nil {
-		s.tab.rollback(nS, nB)
+		s.tab.Rollback(nS, nB)
 		return res, err
 	}
 	res.hwm = hwm
@@ -426,11 +427,11 @@ func (s *Spool) apply(live reading.StreamID, streams []streamInfo, hwm uint64, i
 }
 
 // appendItems puts the buffered readings into the live stream's bucket.
-func (s *Spool) appendItems(tx *bolt.Tx, meta *bolt.Bucket, c *counters, live reading.StreamID, hwm *uint64, items []pending) error {
+func (s *Spool) appendItems(tx *bolt.Tx, meta *bolt.Bucket, c *record.Counters, live reading.StreamID, hwm *uint64, items []pending) error {
 	if len(items) == 0 {
 		return nil
 	}
-	b, err := tx.CreateBucketIfNotExists(streamBucket(live))
+	b, err := tx.CreateBucketIfNotExists(record.StreamBucket(live))
 	if err != nil {
 		return fmt.Errorf("failed to open stream bucket %v: %w", live, err)
 	}
@@ -444,153 +445,28 @@ func (s *Spool) appendItems(tx *bolt.Tx, meta *bolt.Bucket, c *counters, live re
 		if p.seq <= *hwm {
 			return fmt.Errorf("seq %d not above high-water mark %d: %w", p.seq, *hwm, ErrCorrupt)
 		}
-		scratch = appendSeriesKey(scratch[:0], &p.r)
-		id, err := s.tab.seriesID(tx, scratch)
+		scratch = record.AppendSeriesKey(scratch[:0], &p.r)
+		id, err := s.tab.SeriesID(tx, scratch)
 		if err != nil {
 			return err
 		}
-		st := stored{series: id, time: p.r.Time, value: p.r.Value, unsynced: p.r.Unsynced}
+		st := record.Stored{Series: id, Time: p.r.Time, Value: p.r.Value, Unsynced: p.r.Unsynced}
 		if p.clk.Boot != (BootID{}) {
-			if st.boot, err = s.tab.bootIndex(tx, p.clk.Boot); err != nil {
+			if st.Boot, err = s.tab.BootIndex(tx, p.clk.Boot); err != nil {
 				return err
 			}
-			st.hasBoot, st.bootTime = true, max(p.clk.BootTime, 0)
+			st.HasBoot, st.BootTime = true, max(p.clk.BootTime, 0)
 		}
 		start := len(arena)
 		arena = binary.BigEndian.AppendUint64(arena, p.seq)
-		arena = appendStored(arena, &st)
+		arena = record.AppendStored(arena, &st)
 		k, v := arena[start:start+8], arena[start+8:]
 		if err := b.Put(k, v); err != nil {
 			return fmt.Errorf("failed to store seq %d: %w", p.seq, err)
 		}
-		c.bytes += uint64(len(k) + len(v) + entryOverhead)
-		c.readings++
+		c.Bytes += uint64(len(k) + len(v) + record.EntryOverhead)
+		c.Readings++
 		*hwm = p.seq
-	}
-	return nil
-}
-
-func readCounters(meta *bolt.Bucket) counters {
-	return counters{
-		bytes:        getU64(meta, keyBytes),
-		readings:     getU64(meta, keyReadings),
-		dropped:      getU64(meta, keyDropped),
-		deadLettered: getU64(meta, keyDeadLettered),
-		purged:       getU64(meta, keyPurged),
-		quarantin:    getU64(meta, keyQuarantined),
-	}
-}
-
-func writeCounters(meta *bolt.Bucket, c counters) error {
-	for _, kv := range []struct {
-		k []byte
-		v uint64
-	}{{keyBytes, c.bytes}, {keyReadings, c.readings}, {keyDropped, c.dropped},
-		{keyDeadLettered, c.deadLettered}, {keyPurged, c.purged}} {
-		if getU64(meta, kv.k) == kv.v {
-			continue
-		}
-		if err := putU64(meta, kv.k, kv.v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// deleteRange deletes the readings with seq in [from, to] from b and
-// returns how many it deleted and their logical size.
-//
-// It deletes from the top down: bbolt removes a key by shifting the keys
-// after it in its leaf, so deleting the last one shifts nothing, and the
-// cursor steps back to the next key without seeking from the root again.
-// (After Cursor.Delete, the keys below the deleted one have not moved, so
-// stepping back finds the next one.) Stepping back stops at the first key,
-// and also at a leaf that an earlier delete of the same transaction
-// emptied: what may be left below such a leaf is deleted seek by seek.
-func deleteRange(b *bolt.Bucket, from, to uint64) (n, size uint64, err error) {
-	c := b.Cursor()
-	k, v := c.Seek(itob(to))
-	switch {
-	case k == nil:
-		k, v = c.Last()
-	case len(k) == 8 && btoi(k) > to:
-		k, v = c.Prev()
-	}
-	below := to // the seqs from–below may still hold readings
-	for ; k != nil; k, v = c.Prev() {
-		seq := btoi(k)
-		if len(k) != 8 || seq < from || seq > below {
-			return n, size, nil
-		}
-		size += uint64(len(k) + len(v) + entryOverhead)
-		if err := c.Delete(); err != nil {
-			return n, size, fmt.Errorf("failed to delete seq %d: %w", seq, err)
-		}
-		n++
-		if seq == from {
-			return n, size, nil
-		}
-		below = seq - 1
-	}
-	rn, rsize, err := deleteUp(b, from, below)
-	return n + rn, size + rsize, err
-}
-
-// deleteUp deletes the readings with seq in [from, to] from b, lowest
-// first, seeking each from the root (which skips emptied leaves).
-func deleteUp(b *bolt.Bucket, from, to uint64) (n, size uint64, err error) {
-	c := b.Cursor()
-	for k, v := c.Seek(itob(from)); k != nil; k, v = c.Seek(itob(from)) {
-		seq := btoi(k)
-		if seq > to || len(k) != 8 {
-			break
-		}
-		size += uint64(len(k) + len(v) + entryOverhead)
-		if err := c.Delete(); err != nil {
-			return n, size, fmt.Errorf("failed to delete seq %d: %w", seq, err)
-		}
-		n++
-		from = seq + 1
-		if seq == to {
-			break
-		}
-	}
-	return n, size, nil
-}
-
-// addPending records a seq range as dropped and not yet reported, merged
-// with the range just before it when they touch.
-func addPending(meta *bolt.Bucket, stream reading.StreamID, from, to uint64) error {
-	c := meta.Cursor()
-	c.Seek(pendingKey(stream, from))
-	if k, v := c.Prev(); len(k) == 17 && k[0] == prefixPending && reading.StreamID(btoi(k[1:9])) == stream && btoi(v)+1 == from {
-		if err := meta.Put(pendingKey(stream, btoi(k[9:])), itob(to)); err != nil {
-			return fmt.Errorf("failed to extend dropped range: %w", err)
-		}
-		return nil
-	}
-	if err := meta.Put(pendingKey(stream, from), itob(to)); err != nil {
-		return fmt.Errorf("failed to record dropped range: %w", err)
-	}
-	return nil
-}
-
-// removePending removes a reported range. If the stored range grew since
-// it was reported, the unreported rest stays pending.
-func removePending(meta *bolt.Bucket, stream reading.StreamID, from, to uint64) error {
-	k := pendingKey(stream, from)
-	v := meta.Get(k)
-	if v == nil {
-		return nil
-	}
-	stored := btoi(v)
-	if err := meta.Delete(k); err != nil {
-		return fmt.Errorf("failed to remove reported range: %w", err)
-	}
-	if stored > to {
-		if err := meta.Put(pendingKey(stream, to+1), itob(stored)); err != nil {
-			return fmt.Errorf("failed to keep unreported range: %w", err)
-		}
 	}
 	return nil
 }
