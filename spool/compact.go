@@ -66,35 +66,17 @@ func (s *Spool) compact() error {
 	if s.db == nil {
 		return nil
 	}
-	_ = os.Remove(tmp)
 	// The copy's transactions skip fsync: until the rename, a crash
-	// leaves only a temporary file, which the next open removes. The last,
+	// leaves only a temporary file, which the next open removes. Its last,
 	// empty transaction syncs the whole file, and its freelist, so the
 	// reopen below reads the freelist instead of walking the file.
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{
-		Timeout:        s.opts.LockTimeout,
-		PageSize:       record.PageSize,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-		NoSync:         true,
-	})
+	err := boltfile.Copy(s.db, tmp, bolt.Options{
+		Timeout:      s.opts.LockTimeout,
+		PageSize:     record.PageSize,
+		FreelistType: bolt.FreelistMapType,
+	}, compactTxBytes, s.opts.UnsafeNoSync)
 	if err != nil {
-		return fmt.Errorf("spool: compact: open %s: %w", tmp, err)
-	}
-	if err := s.compactInto(dst); err != nil {
-		closeQuietly(dst)
-		_ = os.Remove(tmp)
-		return err
-	}
-	dst.NoSync, dst.NoFreelistSync = s.opts.UnsafeNoSync, false
-	if err := dst.Update(func(*bolt.Tx) error { return nil }); err != nil {
-		closeQuietly(dst)
-		_ = os.Remove(tmp)
-		return fmt.Errorf("spool: compact: sync %s: %w", tmp, err)
-	}
-	if err := dst.Close(); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("spool: compact: close %s: %w", tmp, err)
+		return fmt.Errorf("spool: compact: %w", err)
 	}
 	if err := s.db.Close(); err != nil {
 		s.log.Error("spool: compact: close failed", "path", path, "error", err)
@@ -114,19 +96,6 @@ func (s *Spool) compact() error {
 	if before != nil && after != nil {
 		s.log.Info("spool: compacted", "path", path, "bytes_before", before.Size(), "bytes_after", after.Size(),
 			"seconds", time.Since(start).Seconds())
-	}
-	return nil
-}
-
-// compactInto copies the live data, turning a bbolt panic into ErrCorrupt.
-func (s *Spool) compactInto(dst *bolt.DB) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("spool: compact: bbolt panic: %v: %w", p, ErrCorrupt)
-		}
-	}()
-	if err := bolt.Compact(dst, s.db, compactTxBytes); err != nil {
-		return fmt.Errorf("spool: compact: %w", err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -226,75 +227,21 @@ func decodeDead(k, v []byte) (DeadLetter, []record.DeadEntry, error) {
 // itself (nothing to dead-letter, no such record) go to o.err and do not
 // fail the commit.
 func (s *Spool) applyOp(tx *bolt.Tx, meta *bolt.Bucket, c *record.Counters, o *op, now time.Time) error {
-	if o.kind == opBootOffset {
-		return s.applyBootOffset(tx, o)
-	}
-	dead, err := tx.CreateBucketIfNotExists(record.BucketDead)
-	if err != nil {
-		return fmt.Errorf("failed to open dead-letter bucket: %w", err)
-	}
-	sb := tx.Bucket(record.StreamBucket(o.stream))
+	var err error
 	switch o.kind {
+	case opBootOffset:
+		return s.applyBootOffset(tx, o)
 	case opDeadLetter:
-		if sb == nil {
-			o.err = fmt.Errorf("stream %v: %w", o.stream, ErrNotFound)
-			return nil
-		}
-		var entries []record.DeadEntry
-		cur := sb.Cursor()
-		for k, v := cur.Seek(record.Itob(o.from)); k != nil && record.Btoi(k) <= o.to; k, v = cur.Next() {
-			entries = append(entries, record.DeadEntry{Seq: record.Btoi(k), Value: v})
-		}
-		if len(entries) == 0 {
-			o.err = fmt.Errorf("no stored readings in %d–%d: %w", o.from, o.to, ErrNotFound)
-			return nil
-		}
-		rec := record.AppendDead(nil, record.Dead{From: o.from, To: o.to, Reason: o.reason, Time: now}, entries)
-		n, size, err := record.DeleteRange(sb, o.from, o.to)
-		if err != nil {
-			return err
-		}
-		c.Readings -= min(n, c.Readings)
-		c.Bytes -= min(size, c.Bytes)
-		c.DeadLettered += n
-		if err := dead.Put(record.DeadKey(o.stream, o.from), rec); err != nil {
-			return fmt.Errorf("failed to store dead letter: %w", err)
-		}
+		err = record.DeadLetter(tx, c, record.Dead{Stream: o.stream, From: o.from, To: o.to, Reason: o.reason, Time: now})
 	case opResend, opPurge:
-		k := record.DeadKey(o.stream, o.from)
-		v := dead.Get(k)
-		if v == nil {
-			o.err = ErrNotFound
-			return nil
-		}
-		d, entries, err := decodeDead(k, v)
-		if err != nil {
-			return err
-		}
-		o.to = d.To
-		if o.kind == opPurge {
-			if err := record.AddPending(meta, o.stream, d.From, d.To); err != nil {
-				return err
-			}
-			c.Purged += uint64(len(entries))
-		} else {
-			if sb == nil {
-				if sb, err = tx.CreateBucket(record.StreamBucket(o.stream)); err != nil {
-					return fmt.Errorf("failed to recreate stream bucket: %w", err)
-				}
-			}
-			for _, e := range entries {
-				val := append([]byte(nil), e.Value...)
-				if err := sb.Put(record.Itob(e.Seq), val); err != nil {
-					return fmt.Errorf("failed to restore seq %d: %w", e.Seq, err)
-				}
-				c.Readings++
-				c.Bytes += uint64(8 + len(val) + record.EntryOverhead)
-			}
-		}
-		if err := dead.Delete(k); err != nil {
-			return fmt.Errorf("failed to delete dead letter: %w", err)
+		var to uint64
+		if to, err = record.TakeDead(tx, meta, c, o.stream, o.from, o.kind == opResend); err == nil {
+			o.to = to
 		}
 	}
-	return nil
+	if errors.Is(err, ErrNotFound) {
+		o.err = err
+		return nil
+	}
+	return err
 }

@@ -61,7 +61,7 @@ func (s *Spool) Next(maxReadings, maxBytes int) (*Batch, error) {
 	return batch, nil
 }
 
-// nextIn builds a batch from one stream; s.drainMu and s.tab.mu are held.
+// nextIn builds a batch from one stream; s.drainMu and s.tab.RLock are held.
 func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxBytes int) (*Batch, error) {
 	batch := &Batch{Stream: stream}
 	size := 0
@@ -145,7 +145,7 @@ func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxByt
 // than maxBytes still comes alone). A value that does not decode is
 // queued for the dead-letter bucket and skipped, counting against
 // maxReadings. It returns the last seq it took or skipped (0 if none).
-// s.drainMu and s.tab.mu are held.
+// s.drainMu and s.tab.RLock are held.
 //
 // Encoding each reading to learn its size cost a fifth of a drain's CPU,
 // so while the batch is far from maxBytes it counts each reading at an
@@ -214,7 +214,7 @@ func (s *Spool) collect(b *bolt.Bucket, batch *Batch, from, to uint64, size, max
 // and labels are the same in every line of a series, and the stream id
 // always takes 16 hex digits: their length comes from encoding a template
 // line once per series, to which it adds the longest seq, value and
-// timestamp. s.drainMu and s.tab.mu are held; id is known.
+// timestamp. s.drainMu and s.tab.RLock are held; id is known.
 func (s *Spool) lineBound(id uint32) int {
 	if s.boundsTab != s.tab { // a new file: ids name other series
 		s.boundsTab, s.bounds = s.tab, s.bounds[:0]
@@ -245,7 +245,7 @@ const (
 	maxTimeLen  = 40
 )
 
-// decode turns a stored value into a reading; s.tab.mu is held. A reading
+// decode turns a stored value into a reading; s.tab.RLock is held. A reading
 // taken before the clock was synchronised comes out with its corrected
 // time once its boot's offset is known (SetBootOffset): the correction is
 // applied here, as readings are read for sending or export, never by

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/outpost-iot/outpost/spool/boltfile"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // Sentinel errors, for callers that branch on the condition. Errors returned
@@ -13,11 +14,11 @@ var (
 	ErrClosed = errors.New("spool closed")
 	// ErrNewerFormat: the file was written by a newer release. It is left
 	// untouched (not quarantined): a downgrade must not lose good data.
-	ErrNewerFormat = errors.New("spool file has a newer format version")
+	ErrNewerFormat = record.ErrNewerFormat
 	// ErrLocked: another process (or another Spool in this one) holds the
 	// file's lock past Options.LockTimeout. The message names the holder
 	// when /proc/locks shows it.
-	ErrLocked = errors.New("spool file is locked")
+	ErrLocked = boltfile.ErrLocked
 	// ErrFull: policy reject_new and the spool is at its cap; the reading
 	// was not accepted (and got no seq).
 	ErrFull = errors.New("spool full")
@@ -29,5 +30,5 @@ var (
 	// works again.
 	ErrNotCommitted = errors.New("not committed yet")
 	// ErrNotFound: no dead-letter record at that key.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = record.ErrNotFound
 )

@@ -4,17 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"syscall"
 
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/outpost-iot/outpost/spool/boltfile"
 )
-
-// quarantineSuffix precedes the UTC time in a quarantined file's name.
-const quarantineSuffix = ".quarantined-"
 
 // isCorrupt says whether an open or commit error means the file is bad
 // (quarantine it) rather than the system (report it): a newer format, a
@@ -41,11 +36,10 @@ func isCorrupt(err error) bool {
 // closed it.
 func (s *Spool) quarantine(cause error) (string, error) {
 	path := s.opts.Path
-	dst := path + quarantineSuffix + s.opts.Now().UTC().Format("20060102T150405.000000000Z")
-	if err := os.Rename(path, dst); err != nil {
+	dst, err := boltfile.Quarantine(path, s.opts.Now())
+	if err != nil {
 		return "", fmt.Errorf("spool: quarantine %s after %v: %w", path, cause, err)
 	}
-	boltfile.SyncDir(filepath.Dir(path))
 	s.log.Error("spool: file quarantined, starting a new stream", "path", path, "moved_to", dst, "error", cause)
 	return dst, nil
 }

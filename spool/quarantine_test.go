@@ -16,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/boltfile"
 	"github.com/outpost-iot/outpost/spool/record"
 )
 
@@ -37,7 +38,7 @@ func makeSpoolFile(t *testing.T, opts Options, n int) reading.StreamID {
 
 func quarantinedFiles(t *testing.T, path string) []string {
 	t.Helper()
-	m, err := filepath.Glob(path + quarantineSuffix + "*")
+	m, err := filepath.Glob(path + boltfile.QuarantineSuffix + "*")
 	if err != nil {
 		t.Fatal(err)
 	}

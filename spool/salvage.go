@@ -196,10 +196,3 @@ func (s *Spool) writeTx(fn func(tx *bolt.Tx, c *record.Counters) error) error {
 	s.kickNotify()
 	return nil
 }
-
-func (s *Spool) kickNotify() {
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
-}

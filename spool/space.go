@@ -3,7 +3,6 @@ package spool
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -141,7 +140,7 @@ func (s *Spool) dropTo(streams []record.Stream, target uint64) (uint64, error) {
 		}
 		c = record.ReadCounters(meta)
 		var err error
-		if n, err = dropOver(tx, meta, &c, streams, target); err != nil {
+		if n, err = record.DropOver(tx, meta, &c, streams, target); err != nil {
 			return err
 		}
 		return record.WriteCounters(meta, c)
@@ -219,7 +218,7 @@ func (s *Spool) afterCommit() {
 	s.space.lastTry = time.Now()
 	var err error
 	if s.space.noFallocate {
-		err = s.statfsRoom()
+		err = boltfile.Room(filepath.Dir(s.opts.Path), 2*reserveBytes)
 	} else {
 		// Out of space, the probe must need new blocks: past what is
 		// preallocated already.
@@ -255,19 +254,6 @@ func (s *Spool) updateRefuse() {
 	s.mu.Lock()
 	s.updateRefuseLocked(free)
 	s.mu.Unlock()
-}
-
-// statfsRoom tells, where fallocate is not supported, whether the file
-// system has room for twice the headroom again.
-func (s *Spool) statfsRoom() error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(filepath.Dir(s.opts.Path), &st); err != nil {
-		return &os.PathError{Op: "statfs", Path: filepath.Dir(s.opts.Path), Err: err}
-	}
-	if int64(st.Bavail)*int64(st.Bsize) < 2*reserveBytes {
-		return syscall.ENOSPC
-	}
-	return nil
 }
 
 // leaveOutOfSpace ends an out-of-space episode. Writer only.

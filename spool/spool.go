@@ -2,19 +2,16 @@ package spool
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/outpost-iot/outpost/internal/reading"
 	"github.com/outpost-iot/outpost/spool/boltfile"
@@ -34,7 +31,10 @@ type Spool struct {
 
 	// writeMu serialises the writer's commits, quarantines and
 	// compactions with other write transactions (salvage), which share
-	// the names table. Lock order: writeMu, dbMu, drainMu, mu.
+	// the names table.
+	//
+	// Lock order: writeMu, dbMu, drainMu, mu; the names table's own lock
+	// (tab.RLock) is taken last, never with mu held.
 	writeMu sync.Mutex
 
 	drainMu   sync.Mutex
@@ -145,7 +145,10 @@ func (s *Spool) openFile(quarantined uint64) error {
 	path := s.opts.Path
 	_ = os.Remove(compactPath(path)) // a compaction's leftover
 	died := beginOpen(path)
-	err := s.precheck(died > 0)
+	err := boltfile.Check(path, died > 0, s.opts.LockTimeout)
+	if err != nil {
+		err = fmt.Errorf("spool: %w", err)
+	}
 	if err == nil && died >= maxOpenAttempts {
 		err = fmt.Errorf("spool: open %s: %d opens in a row died: %w", path, died, ErrCorrupt)
 	}
@@ -165,7 +168,7 @@ func (s *Spool) openFile(quarantined uint64) error {
 			s.install(db, st)
 			return nil
 		}
-		closeQuietly(db)
+		boltfile.Close(db)
 	}
 	if !isCorrupt(err) {
 		endOpen(path)
@@ -182,21 +185,16 @@ func (s *Spool) openFile(quarantined uint64) error {
 	}
 	st, err := s.load(db, quarantined+1)
 	if err != nil {
-		closeQuietly(db)
+		boltfile.Close(db)
 		return fmt.Errorf("spool: open new file after quarantine of %s: %w", q, err)
 	}
 	s.install(db, st)
 	return nil
 }
 
-func (s *Spool) openBolt() (db *bolt.DB, err error) {
-	path := s.opts.Path
-	defer func() {
-		if p := recover(); p != nil {
-			db, err = nil, fmt.Errorf("spool: open %s: bbolt panic: %v: %w", path, p, ErrCorrupt)
-		}
-	}()
-	db, err = bolt.Open(path, 0o600, &bolt.Options{
+// openBolt opens the file for writing: page size 4096, freelist not synced.
+func (s *Spool) openBolt() (*bolt.DB, error) {
+	db, err := boltfile.Open(s.opts.Path, &bolt.Options{
 		Timeout:        s.opts.LockTimeout,
 		PageSize:       record.PageSize,
 		NoFreelistSync: true,
@@ -204,89 +202,23 @@ func (s *Spool) openBolt() (db *bolt.DB, err error) {
 		NoSync:         s.opts.UnsafeNoSync,
 	})
 	if err != nil {
-		return nil, s.openErr(err)
+		return nil, fmt.Errorf("spool: %w", err)
 	}
 	return db, nil
 }
 
-// openErr wraps an error of bolt.Open, naming the lock's holder.
-func (s *Spool) openErr(err error) error {
-	path := s.opts.Path
-	if errors.Is(err, berrors.ErrTimeout) {
-		return fmt.Errorf("spool: open %s: %w after %v (%s)", path, ErrLocked, s.opts.LockTimeout, boltfile.LockHolder(path))
-	}
-	return fmt.Errorf("spool: open %s: %w", path, err)
-}
-
-// load checks the format, creates the buckets of a new file and reads the
-// state of the file into memory (never the backlog).
-func (s *Spool) load(db *bolt.DB, quarantined uint64) (st record.State, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("spool: load %s: bbolt panic: %v: %w", s.opts.Path, p, ErrCorrupt)
-		}
-	}()
-	// Check in a read transaction; write (and fsync) only what changes.
-	var (
-		write   func(tx *bolt.Tx) error
-		created bool
-	)
-	err = db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(record.BucketMeta)
-		if meta == nil {
-			empty := true
-			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
-			if !empty {
-				return fmt.Errorf("no meta bucket: not a spool file: %w", ErrCorrupt)
-			}
-			write = func(tx *bolt.Tx) error { return s.initFile(tx, quarantined) }
-			created = true
-			return nil
-		}
-		v := record.GetU64(meta, record.KeyFormat)
-		if v > FormatVersion {
-			return fmt.Errorf("%w: version %d, this release reads up to %d", ErrNewerFormat, v, FormatVersion)
-		}
-		if v == 0 {
-			return fmt.Errorf("meta has no format version: %w", ErrCorrupt)
-		}
-		if quarantined > record.GetU64(meta, record.KeyQuarantined) {
-			write = func(tx *bolt.Tx) error {
-				return record.PutU64(tx.Bucket(record.BucketMeta), record.KeyQuarantined, quarantined)
-			}
-		}
-		return nil
-	})
-	if err == nil && write != nil {
-		err = db.Update(write)
-	}
-	if err == nil && created {
-		// A new file's name is durable only once its directory is
-		// synced; until then a power cut can take the file and every
-		// reading committed in it.
-		boltfile.SyncDir(filepath.Dir(s.opts.Path))
-	}
-	if err != nil {
-		return st, fmt.Errorf("spool: open %s: %w", s.opts.Path, err)
-	}
-	err = db.View(func(tx *bolt.Tx) (err error) {
-		st, err = record.ReadState(tx)
-		return err
+// load checks the format, creates the buckets of a new file (with a new
+// stream) and reads the state of the file into memory (never the backlog).
+func (s *Spool) load(db *bolt.DB, quarantined uint64) (record.State, error) {
+	st, err := record.Load(db, quarantined, func() record.Stream {
+		id := reading.NewStreamID()
+		s.log.Info("spool: new stream", "path", s.opts.Path, "stream", id.String())
+		return record.Stream{ID: id, Created: s.opts.Now().UnixNano()}
 	})
 	if err != nil {
-		return st, fmt.Errorf("spool: open %s: %w", s.opts.Path, err)
+		return st, fmt.Errorf("spool: %w", err)
 	}
 	return st, nil
-}
-
-// initFile writes the meta bucket of a new file with a new stream.
-func (s *Spool) initFile(tx *bolt.Tx, quarantined uint64) error {
-	id := reading.NewStreamID()
-	if err := record.Init(tx, record.Stream{ID: id, Created: s.opts.Now().UnixNano()}, quarantined); err != nil {
-		return err
-	}
-	s.log.Info("spool: new stream", "path", s.opts.Path, "stream", id.String())
-	return nil
 }
 
 // install makes a freshly loaded file the spool's file.
@@ -309,11 +241,6 @@ func (s *Spool) install(db *bolt.DB, st record.State) {
 		s.nextSeq++
 	}
 	s.bufDropped = nil
-}
-
-func closeQuietly(db *bolt.DB) {
-	defer func() { _ = recover() }()
-	_ = db.Close()
 }
 
 // Append adds a reading to the spool and returns the seq it was given in
@@ -412,6 +339,15 @@ func (s *Spool) dropBuffered() {
 func (s *Spool) kickWriter() {
 	select {
 	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// kickNotify wakes a drain waiting on Committed (a wake pending already
+// is enough).
+func (s *Spool) kickNotify() {
+	select {
+	case s.notify <- struct{}{}:
 	default:
 	}
 }
@@ -559,21 +495,12 @@ func (s *Spool) Stats() (Stats, error) {
 	if fi, err := os.Stat(s.opts.Path); err == nil {
 		st.FileSize = fi.Size()
 	}
-	err := s.view(func(tx *bolt.Tx) error {
-		for _, si := range streams {
-			b := tx.Bucket(record.StreamBucket(si.ID))
-			if b == nil {
-				continue
-			}
-			if _, v := b.Cursor().First(); v != nil {
-				d, err := record.DecodeStored(v)
-				if err != nil {
-					return fmt.Errorf("stream %v oldest reading: %w: %w", si.ID, err, ErrCorrupt)
-				}
-				st.Oldest = d.Time
-				return nil
-			}
+	err := s.oldest(streams, func(stream reading.StreamID, v []byte) error {
+		d, err := record.DecodeStored(v)
+		if err != nil {
+			return fmt.Errorf("stream %v oldest reading: %w: %w", stream, err, ErrCorrupt)
 		}
+		st.Oldest = d.Time
 		return nil
 	})
 	return st, err

@@ -58,7 +58,7 @@ func checkSpoolOnce(t *testing.T, path string) error {
 		return err
 	}
 	fmt.Println("check", uint64(st.Stream), st.Seq, st.Readings, st.Quarantined)
-	files, _ := filepath.Glob(path + quarantineSuffix + "*")
+	files, _ := filepath.Glob(path + boltfile.QuarantineSuffix + "*")
 	for _, f := range files {
 		if strings.HasSuffix(f, salvagedSuffix) {
 			continue

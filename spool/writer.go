@@ -10,6 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/boltfile"
 	"github.com/outpost-iot/outpost/spool/record"
 )
 
@@ -298,7 +299,7 @@ func (s *Spool) requarantine(cause error) {
 	defer s.writeMu.Unlock()
 	s.dbMu.Lock()
 	if s.db != nil {
-		closeQuietly(s.db)
+		boltfile.Close(s.db)
 		s.db = nil
 	}
 	s.mu.Lock()

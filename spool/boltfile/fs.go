@@ -2,6 +2,7 @@ package boltfile
 
 import (
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,6 +26,20 @@ func ReadAhead(path string) {
 	}
 	defer f.Close()
 	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_WILLNEED)
+}
+
+// Room says, where fallocate is not supported, whether the file system
+// holding dir has need bytes free for an unprivileged process: nil, or
+// ENOSPC.
+func Room(dir string, need int64) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return &os.PathError{Op: "statfs", Path: dir, Err: err}
+	}
+	if int64(st.Bavail)*int64(st.Bsize) < need {
+		return syscall.ENOSPC
+	}
+	return nil
 }
 
 // Preallocate backs the bytes [from, to) of the file at path with disk

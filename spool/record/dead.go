@@ -2,8 +2,11 @@ package record
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/outpost-iot/outpost/internal/reading"
 	"github.com/outpost-iot/outpost/spool/boltfile"
@@ -89,4 +92,94 @@ func DecodeDead(k, v []byte) (Dead, []DeadEntry, error) {
 		return d, nil, bad
 	}
 	return d, entries, nil
+}
+
+// ErrNotFound is wrapped by DeadLetter and TakeDead when there is nothing
+// to act on. It is spool.ErrNotFound.
+var ErrNotFound = errors.New("not found")
+
+// DeadLetter moves the stored readings of d.Stream with seqs d.From–d.To
+// into a dead-letter record holding d's reason and time, and counts them
+// in c. When the stream holds none of them it writes nothing and returns
+// an error wrapping ErrNotFound.
+func DeadLetter(tx *bolt.Tx, c *Counters, d Dead) error {
+	dead, err := tx.CreateBucketIfNotExists(BucketDead)
+	if err != nil {
+		return fmt.Errorf("failed to open dead-letter bucket: %w", err)
+	}
+	sb := tx.Bucket(StreamBucket(d.Stream))
+	if sb == nil {
+		return fmt.Errorf("stream %v: %w", d.Stream, ErrNotFound)
+	}
+	var entries []DeadEntry
+	cur := sb.Cursor()
+	for k, v := cur.Seek(Itob(d.From)); k != nil && Btoi(k) <= d.To; k, v = cur.Next() {
+		entries = append(entries, DeadEntry{Seq: Btoi(k), Value: v})
+	}
+	if len(entries) == 0 {
+		return fmt.Errorf("no stored readings in %d–%d: %w", d.From, d.To, ErrNotFound)
+	}
+	rec := AppendDead(nil, d, entries)
+	n, size, err := DeleteRange(sb, d.From, d.To)
+	if err != nil {
+		return err
+	}
+	c.Readings -= min(n, c.Readings)
+	c.Bytes -= min(size, c.Bytes)
+	c.DeadLettered += n
+	if err := dead.Put(DeadKey(d.Stream, d.From), rec); err != nil {
+		return fmt.Errorf("failed to store dead letter: %w", err)
+	}
+	return nil
+}
+
+// TakeDead deletes the dead-letter record of stream at seq from and
+// returns its last seq. With resend its readings go back into their
+// stream bucket (same seqs), counted in c; else (a purge) its range is
+// recorded as pending, to be reported like a dropped one. When there is
+// no such record it returns an error wrapping ErrNotFound.
+func TakeDead(tx *bolt.Tx, meta *bolt.Bucket, c *Counters, stream reading.StreamID, from uint64, resend bool) (to uint64, err error) {
+	dead, err := tx.CreateBucketIfNotExists(BucketDead)
+	if err != nil {
+		return 0, fmt.Errorf("failed to open dead-letter bucket: %w", err)
+	}
+	k := DeadKey(stream, from)
+	v := dead.Get(k)
+	if v == nil {
+		return 0, ErrNotFound
+	}
+	d, entries, err := DecodeDead(k, v)
+	if err != nil {
+		return 0, err
+	}
+	if resend {
+		err = restore(tx, c, stream, entries)
+	} else {
+		err = AddPending(meta, stream, d.From, d.To)
+		c.Purged += uint64(len(entries))
+	}
+	if err != nil {
+		return d.To, err
+	}
+	if err := dead.Delete(k); err != nil {
+		return d.To, fmt.Errorf("failed to delete dead letter: %w", err)
+	}
+	return d.To, nil
+}
+
+// restore puts dead-lettered readings back into their stream's bucket.
+func restore(tx *bolt.Tx, c *Counters, stream reading.StreamID, entries []DeadEntry) error {
+	sb, err := tx.CreateBucketIfNotExists(StreamBucket(stream))
+	if err != nil {
+		return fmt.Errorf("failed to recreate stream bucket: %w", err)
+	}
+	for _, e := range entries {
+		val := append([]byte(nil), e.Value...)
+		if err := sb.Put(Itob(e.Seq), val); err != nil {
+			return fmt.Errorf("failed to restore seq %d: %w", e.Seq, err)
+		}
+		c.Readings++
+		c.Bytes += uint64(8 + len(val) + EntryOverhead)
+	}
+	return nil
 }

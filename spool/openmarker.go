@@ -1,72 +1,13 @@
 package spool
 
 import (
-	"errors"
-	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/outpost-iot/outpost/spool/boltfile"
 )
-
-// precheck checks an existing file, read-only, in this goroutine, before
-// bbolt opens it for writing: that its file holds all its pages, and, when
-// full is set, every key and value.
-//
-// With NoFreelistSync bbolt rebuilds its freelist at open by walking the
-// whole file in a goroutine of its own, where a corrupt page panics out of
-// reach of any recover and kills the daemon. A full walk here, with faults
-// turned into panics and recovered, finds such a file and quarantines it
-// instead; it doubles the open time, so it runs only after an open that
-// did not finish (see openMarker).
-func (s *Spool) precheck(full bool) (err error) {
-	path := s.opts.Path
-	fi, err := os.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) || err == nil && fi.Size() == 0 {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("spool: open %s: %w", path, err)
-	}
-	if full {
-		// bbolt's cursor loops forever on a page cycle: walk the page
-		// graph first, without it.
-		if err := boltfile.CheckPages(path); err != nil {
-			return fmt.Errorf("spool: check %s: %w", path, err)
-		}
-	}
-	old := debug.SetPanicOnFault(true)
-	defer debug.SetPanicOnFault(old)
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("spool: check %s: bbolt panic: %v: %w", path, p, ErrCorrupt)
-		}
-	}()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: s.opts.LockTimeout})
-	if err != nil {
-		return s.openErr(err)
-	}
-	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) error {
-		if need := tx.Size(); fi.Size() < need {
-			return fmt.Errorf("file has %d bytes, its pages need %d: %w", fi.Size(), need, ErrCorrupt)
-		}
-		if !full {
-			return nil
-		}
-		return tx.ForEach(func(name []byte, b *bolt.Bucket) error { return boltfile.WalkBucket(b) })
-	})
-	if err != nil {
-		return fmt.Errorf("spool: check %s: %w", path, err)
-	}
-	return nil
-}
 
 // maxOpenAttempts is how many opens may die in a row (a bbolt panic out of
 // reach) before the file is quarantined without another try.
