@@ -119,7 +119,31 @@ type applied struct {
 	newDropped uint64 // readings the cap dropped in this commit
 }
 
-// commit writes what is buffered and queued in one transaction.
+// commitWork is what one commit writes, taken from the spool in one go
+// when the commit starts.
+type commitWork struct {
+	gen        uint64 // the commit's generation
+	now        time.Time
+	items      []pending // s.buf[:len(items)], seq order
+	acks       []ackOp
+	ackWaiting int // readings in acks
+	ops        []*op
+	dropped    []seqRange // live seqs dropped from the buffer
+	live       reading.StreamID
+	hwm        uint64 // the live stream's committed high-water mark
+	streams    []record.Stream
+	ageDue     bool // the age cap is checked
+	full       bool // the disk is full
+}
+
+func (w *commitWork) idle() bool {
+	return len(w.items) == 0 && len(w.acks) == 0 && len(w.ops) == 0 && len(w.dropped) == 0
+}
+
+// commit writes what is buffered and queued in one transaction. It takes
+// s.mu once to take the work (takeWork) and once to record the outcome
+// (finishCommit); writeWork takes it once more only to follow a
+// quarantine to the new file.
 func (s *Spool) commit() error {
 	if s.corrupt.Load() {
 		s.requarantine(errors.New("a read found the file corrupt"))
@@ -127,73 +151,98 @@ func (s *Spool) commit() error {
 	if err := s.ensureOpen(); err != nil {
 		return s.finishEmpty(err)
 	}
-	now := s.opts.Now()
-	// The age cap needs a write only when a reading has aged out: look
-	// first (one read per stream), so an idle spool writes nothing.
-	s.mu.Lock()
-	ageDue := s.opts.MaxAge > 0 && now.Sub(s.lastAge) >= ageCheckEvery(s.opts.MaxAge)
-	if ageDue {
-		s.lastAge = now
-	}
-	idle := len(s.buf) == 0 && len(s.acks) == 0 && len(s.ops) == 0 && len(s.bufDropped) == 0
-	streams := append([]record.Stream(nil), s.streams...)
-	s.mu.Unlock()
-	if ageDue && idle {
-		ageDue = s.anyOlder(streams, now.Add(-s.opts.MaxAge))
-	}
-	s.mu.Lock()
-	n := len(s.buf)
-	acks, ops, dropped := s.acks, s.ops, s.bufDropped
-	ackWaiting := s.ackWaiting
-	s.acks, s.ops, s.bufDropped, s.ackWaiting = nil, nil, nil, 0
-	s.gen++
-	g := s.gen
-	if n == 0 && len(acks) == 0 && len(ops) == 0 && len(dropped) == 0 && !ageDue {
-		s.finishLocked(g, nil)
-		s.mu.Unlock()
+	w, done := s.takeWork(s.opts.Now())
+	if done {
 		return nil
 	}
-	s.inCommit = n
-	items := s.buf[:n:n]
-	live, hwm := s.stream, s.committed
-	streams = append(streams[:0], s.streams...)
-	s.mu.Unlock()
+	if w.ageDue && w.idle() {
+		// The age cap needs a write only when a reading has aged out: look
+		// first (one read per stream), so an idle spool writes nothing.
+		if w.ageDue = s.anyOlder(w.streams, w.now.Add(-s.opts.MaxAge)); !w.ageDue {
+			s.mu.Lock()
+			s.finishLocked(w.gen, nil)
+			s.mu.Unlock()
+			return nil
+		}
+	}
+	res, err := s.writeWork(&w)
+	s.finishCommit(&w, res, err)
+	return err
+}
 
+// takeWork starts a commit: under s.mu, it takes what is buffered and
+// queued and counts the commit's generation. done says there was nothing
+// to write, and the commit is finished already.
+func (s *Spool) takeWork(now time.Time) (w commitWork, done bool) {
 	s.mu.Lock()
-	full := s.outOfSpace
-	s.mu.Unlock()
-	if full && s.opts.Policy == DropOldest && n > 0 {
+	defer s.mu.Unlock()
+	w.now = now
+	if s.opts.MaxAge > 0 && now.Sub(s.lastAge) >= ageCheckEvery(s.opts.MaxAge) {
+		s.lastAge, w.ageDue = now, true
+	}
+	n := len(s.buf)
+	w.items = s.buf[:n:n]
+	w.acks, w.ops, w.dropped, w.ackWaiting = s.acks, s.ops, s.bufDropped, s.ackWaiting
+	s.acks, s.ops, s.bufDropped, s.ackWaiting = nil, nil, nil, 0
+	s.gen++
+	w.gen = s.gen
+	if w.idle() && !w.ageDue {
+		s.finishLocked(w.gen, nil)
+		return w, true
+	}
+	s.inCommit = n
+	w.live, w.hwm, w.full = s.stream, s.committed, s.outOfSpace
+	w.streams = append([]record.Stream(nil), s.streams...)
+	return w, false
+}
+
+// writeWork writes w in one transaction. On a full disk with drop_oldest
+// it makes room first, and once more at once after a commit that failed
+// for space. On a corrupt file it quarantines the file and writes w's
+// readings into the new one; w's acks and ops were about the old file,
+// which it fails and takes out of w.
+func (s *Spool) writeWork(w *commitWork) (applied, error) {
+	n := len(w.items)
+	if w.full && s.opts.Policy == DropOldest && n > 0 {
 		if _, err := s.makeRoom(n, false); err != nil && !isNoSpace(err) {
 			s.log.Debug("spool: could not make room on a full disk", "path", s.opts.Path, "error", err)
 		}
 	}
-	res, err := s.apply(live, streams, hwm, items, acks, ops, dropped, now, ageDue)
+	res, err := s.apply(w)
 	if err != nil && isNoSpace(err) {
 		// The file could not grow: with drop_oldest, free pages in it
 		// and try again at once.
 		s.setOutOfSpace(err)
 		if s.opts.Policy == DropOldest {
 			if _, derr := s.makeRoom(n, true); derr == nil {
-				res, err = s.apply(live, streams, hwm, items, acks, ops, dropped, now, ageDue)
+				res, err = s.apply(w)
 			}
 		}
 	}
 	if err != nil && isCorrupt(err) {
 		// The file is bad: set it aside, start a new stream, and commit the
-		// buffered readings there. Acks and ops were about the old file.
+		// buffered readings there.
 		s.requarantine(err)
-		for _, o := range ops {
+		for _, o := range w.ops {
 			o.finish(fmt.Errorf("spool: %w: file quarantined", ErrCorrupt))
 		}
-		acks, ops, dropped, ackWaiting = nil, nil, nil, 0
+		w.acks, w.ops, w.dropped, w.ackWaiting = nil, nil, nil, 0
 		if err = s.ensureOpen(); err == nil {
 			s.mu.Lock()
-			live, streams, hwm = s.stream, append([]record.Stream(nil), s.streams...), s.committed
+			w.live, w.streams, w.hwm = s.stream, append([]record.Stream(nil), s.streams...), s.committed
 			s.mu.Unlock()
-			res, err = s.apply(live, streams, hwm, items, nil, nil, nil, now, ageDue)
+			res, err = s.apply(w)
 		}
 	}
+	return res, err
+}
 
+// finishCommit records the outcome of commit w under s.mu: after a
+// success the new counters and high-water mark; after a failure w's acks
+// and buffer drops go back to wait for the next commit. Then it finishes
+// w's ops and, when readings were committed, tells the drain.
+func (s *Spool) finishCommit(w *commitWork, res applied, err error) {
+	n := len(w.items)
 	s.mu.Lock()
 	s.inCommit = 0
 	if err == nil {
@@ -202,7 +251,7 @@ func (s *Spool) commit() error {
 		s.buf = s.buf[n:]
 		s.counters, s.committed = res.counters, res.hwm
 		for i := range s.streams {
-			if s.streams[i].ID == live {
+			if s.streams[i].ID == w.live {
 				s.streams[i].HWM = res.hwm
 			}
 		}
@@ -212,18 +261,18 @@ func (s *Spool) commit() error {
 		s.failing, s.failures, s.lastErr = false, 0, nil
 		s.logDropping(res)
 	} else {
-		s.acks = append(acks, s.acks...)
-		s.ackWaiting += ackWaiting
-		s.bufDropped = append(dropped, s.bufDropped...)
+		s.acks = append(w.acks, s.acks...)
+		s.ackWaiting += w.ackWaiting
+		s.bufDropped = append(w.dropped, s.bufDropped...)
 		if !s.failing {
 			s.log.Error("spool: commit failed, readings wait in the buffer", "path", s.opts.Path, "buffered", len(s.buf), "error", err)
 		}
 		s.failing, s.lastErr = true, err
 		s.failures++
 	}
-	s.finishLocked(g, err)
+	s.finishLocked(w.gen, err)
 	s.mu.Unlock()
-	for _, o := range ops {
+	for _, o := range w.ops {
 		if err != nil && o.err == nil {
 			o.err = err
 		}
@@ -233,12 +282,8 @@ func (s *Spool) commit() error {
 		o.finish(o.err)
 	}
 	if err == nil && n > 0 {
-		select {
-		case s.notify <- struct{}{}:
-		default:
-		}
+		s.kickNotify()
 	}
-	return err
 }
 
 func ageCheckEvery(maxAge time.Duration) time.Duration {
@@ -360,9 +405,9 @@ func (s *Spool) view(fn func(*bolt.Tx) error) (err error) {
 	return s.db.View(fn)
 }
 
-// apply is the body of one commit.
-func (s *Spool) apply(live reading.StreamID, streams []record.Stream, hwm uint64, items []pending,
-	acks []ackOp, ops []*op, bufDropped []seqRange, now time.Time, ageDue bool) (applied, error) {
+// apply is the body of one commit: the transaction that writes w.
+func (s *Spool) apply(w *commitWork) (applied, error) {
+	live, streams, hwm, items := w.live, w.streams, w.hwm, w.items
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	nS, nB := s.tab.Mark()
@@ -379,7 +424,7 @@ func (s *Spool) apply(live reading.StreamID, streams []record.Stream, hwm uint64
 		if err := s.appendItems(tx, meta, &c, live, &hwm, items); err != nil {
 			return err
 		}
-		for _, r := range bufDropped {
+		for _, r := range w.dropped {
 			if err := record.AddPending(meta, live, r.from, r.to); err != nil {
 				return err
 			}
@@ -387,7 +432,7 @@ func (s *Spool) apply(live reading.StreamID, streams []record.Stream, hwm uint64
 			res.newDropped += r.to - r.from + 1
 			hwm = max(hwm, r.to)
 		}
-		if len(items) > 0 || len(bufDropped) > 0 {
+		if len(items) > 0 || len(w.dropped) > 0 {
 			if err := record.PutU64(meta, record.KeySeq, hwm); err != nil {
 				return err
 			}
@@ -401,17 +446,17 @@ func (s *Spool) apply(live reading.StreamID, streams []record.Stream, hwm uint64
 				return err
 			}
 		}
-		for _, a := range acks {
+		for _, a := range w.acks {
 			if err := applyAck(tx, meta, &c, a); err != nil {
 				return err
 			}
 		}
-		for _, o := range ops {
-			if err := s.applyOp(tx, meta, &c, o, now); err != nil {
+		for _, o := range w.ops {
+			if err := s.applyOp(tx, meta, &c, o, w.now); err != nil {
 				return err
 			}
 		}
-		n, err := s.enforceCaps(tx, meta, &c, streams, now, ageDue)
+		n, err := s.enforceCaps(tx, meta, &c, streams, w.now, w.ageDue)
 		if err != nil {
 			return err
 		}
