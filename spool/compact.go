@@ -79,7 +79,7 @@ func (s *Spool) compact() error {
 		return fmt.Errorf("spool: compact: %w", err)
 	}
 	if err := s.db.Close(); err != nil {
-		s.log.Error("spool: compact: close failed", "path", path, "error", err)
+		s.log.Error("spool: compact: close failed", "path", path, "err", err)
 	}
 	s.db = nil
 	if err := os.Rename(tmp, path); err != nil {

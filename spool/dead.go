@@ -137,7 +137,7 @@ func (s *Spool) deadLetterUnreadable(e *unreadableError) {
 	s.ops = append(s.ops, o)
 	s.mu.Unlock()
 	s.kickWriter()
-	s.log.Warn("spool: an unreadable reading goes to the dead letters", "stream", e.stream.String(), "seq", e.seq, "error", e.cause)
+	s.log.Warn("spool: an unreadable reading goes to the dead letters", "stream", e.stream.String(), "seq", e.seq, "err", e.cause)
 }
 
 // Resend moves a dead-lettered batch back into its stream (same seqs), so

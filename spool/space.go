@@ -172,7 +172,7 @@ func (s *Spool) setOutOfSpace(cause error) {
 	if s.opts.Policy == RejectNew {
 		what = "refusing new readings while the file has no free pages"
 	}
-	s.log.Warn("spool: disk full, "+what, "path", s.opts.Path, "policy", s.opts.Policy.String(), "error", cause)
+	s.log.Warn("spool: disk full, "+what, "path", s.opts.Path, "policy", s.opts.Policy.String(), "err", cause)
 	s.updateRefuseLocked(free)
 }
 
@@ -240,9 +240,9 @@ func (s *Spool) afterCommit() {
 		s.setOutOfSpace(err)
 	case errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL):
 		s.space.noFallocate = true
-		s.log.Debug("spool: the file system cannot preallocate; no headroom kept", "path", s.opts.Path, "error", err)
+		s.log.Debug("spool: the file system cannot preallocate; no headroom kept", "path", s.opts.Path, "err", err)
 	default:
-		s.log.Warn("spool: preallocating headroom failed", "path", s.opts.Path, "error", err)
+		s.log.Warn("spool: preallocating headroom failed", "path", s.opts.Path, "err", err)
 	}
 	if full || err != nil {
 		s.updateRefuse()

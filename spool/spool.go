@@ -153,7 +153,7 @@ func (s *Spool) openFile(quarantined uint64) error {
 		err = fmt.Errorf("spool: open %s: %d opens in a row died: %w", path, died, ErrCorrupt)
 	}
 	if died > 0 {
-		s.log.Warn("spool: an earlier open did not finish, the file was checked", "path", path, "died", died, "error", err)
+		s.log.Warn("spool: an earlier open did not finish, the file was checked", "path", path, "died", died, "err", err)
 	}
 	var db *bolt.DB
 	if err == nil {
@@ -332,7 +332,7 @@ func (s *Spool) dropBuffered() {
 		s.bufDropped[n-1].to = seq
 	} else {
 		s.bufDropped = append(s.bufDropped, seqRange{seq, seq})
-		s.log.Warn("spool: buffer full while commits fail, dropping oldest buffered readings", "from_seq", seq, "error", s.lastErr)
+		s.log.Warn("spool: buffer full while commits fail, dropping oldest buffered readings", "from_seq", seq, "err", s.lastErr)
 	}
 }
 

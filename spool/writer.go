@@ -65,7 +65,7 @@ func (s *Spool) run() {
 		s.afterCommit()
 		if time.Now().After(s.space.compactAt) && s.compactDue() {
 			if err := s.compact(); err != nil {
-				s.log.Error("spool: compaction failed", "path", s.opts.Path, "error", err)
+				s.log.Error("spool: compaction failed", "path", s.opts.Path, "err", err)
 				if isNoSpace(err) { // it needs room for the new file
 					s.space.compactAt = time.Now().Add(compactSpaceRetry)
 				}
@@ -80,7 +80,7 @@ func (s *Spool) shutdown() {
 	if s.db != nil {
 		s.syncFreelist()
 		if err := s.db.Close(); err != nil {
-			s.log.Error("spool: close failed", "path", s.opts.Path, "error", err)
+			s.log.Error("spool: close failed", "path", s.opts.Path, "err", err)
 		}
 		s.db = nil
 	}
@@ -108,7 +108,7 @@ func (s *Spool) syncFreelist() {
 	}()
 	s.db.NoFreelistSync = false
 	if err := s.db.Update(func(*bolt.Tx) error { return nil }); err != nil {
-		s.log.Warn("spool: could not write the freelist at close; the next open walks the file", "path", s.opts.Path, "error", err)
+		s.log.Warn("spool: could not write the freelist at close; the next open walks the file", "path", s.opts.Path, "err", err)
 	}
 }
 
@@ -205,7 +205,7 @@ func (s *Spool) writeWork(w *commitWork) (applied, error) {
 	n := len(w.items)
 	if w.full && s.opts.Policy == DropOldest && n > 0 {
 		if _, err := s.makeRoom(n, false); err != nil && !isNoSpace(err) {
-			s.log.Debug("spool: could not make room on a full disk", "path", s.opts.Path, "error", err)
+			s.log.Debug("spool: could not make room on a full disk", "path", s.opts.Path, "err", err)
 		}
 	}
 	res, err := s.apply(w)
@@ -265,7 +265,7 @@ func (s *Spool) finishCommit(w *commitWork, res applied, err error) {
 		s.ackWaiting += w.ackWaiting
 		s.bufDropped = append(w.dropped, s.bufDropped...)
 		if !s.failing {
-			s.log.Error("spool: commit failed, readings wait in the buffer", "path", s.opts.Path, "buffered", len(s.buf), "error", err)
+			s.log.Error("spool: commit failed, readings wait in the buffer", "path", s.opts.Path, "buffered", len(s.buf), "err", err)
 		}
 		s.failing, s.lastErr = true, err
 		s.failures++
@@ -356,7 +356,7 @@ func (s *Spool) requarantine(cause error) {
 	}
 	s.dbMu.Unlock()
 	if err != nil {
-		s.log.Error("spool: cannot open a new file after quarantine", "path", s.opts.Path, "error", err)
+		s.log.Error("spool: cannot open a new file after quarantine", "path", s.opts.Path, "err", err)
 	}
 	s.drainMu.Lock()
 	clear(s.cursor)
