@@ -119,7 +119,7 @@ func (d benchDisk) sectors(b *testing.B) (uint64, bool) {
 // benchmark's writes alone, ext4's journal included. Elsewhere, or if the
 // mount fails, it returns a temporary directory on the shared disk and
 // says why; with mountOpts set it skips instead, since the options would
-// not apply.
+// not apply (or fails, with OUTPOST_REQUIRE_SERVICES=1).
 func newBenchDisk(b *testing.B, mountOpts string) benchDisk {
 	dir := b.TempDir()
 	why := privateExt4(b, dir, mountOpts)
@@ -127,7 +127,7 @@ func newBenchDisk(b *testing.B, mountOpts string) benchDisk {
 		return benchDisk{dir: filepath.Join(dir, "mnt"), private: true}
 	}
 	if mountOpts != "" {
-		b.Skipf("no private ext4 mounted with %s: %s", mountOpts, why)
+		cannotRun(b, fmt.Sprintf("no private ext4 mounted with %s: %s", mountOpts, why))
 	}
 	b.Logf("spool on the shared disk, less an idle spell: no private ext4 (%s)", why)
 	return benchDisk{dir: dir}

@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -17,6 +18,19 @@ import (
 // emulated says whether the tests run under qemu-user (or on a slow ARM
 // board), where they use smaller counts.
 var emulated = runtime.GOARCH != "amd64"
+
+// requireEnv=1 (as in CI, which runs as root) turns a test that cannot run
+// here, for want of root or a mount, into a failure instead of a skip.
+const requireEnv = "OUTPOST_REQUIRE_SERVICES"
+
+// cannotRun skips the test, saying why, or fails it when requireEnv=1.
+func cannotRun(tb testing.TB, why string) {
+	tb.Helper()
+	if os.Getenv(requireEnv) == "1" {
+		tb.Fatalf("%s (%s=1 makes this a failure)", why, requireEnv)
+	}
+	tb.Skipf("%s (set %s=1 to fail instead of skip)", why, requireEnv)
+}
 
 // testOptions returns options for a spool file in dir.
 func testOptions(dir string) Options {
