@@ -655,59 +655,24 @@ func TestHelperDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	opened := rssAnon()
-	var peak uint64
-	var mu sync.Mutex
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			a := rssAnon()
-			mu.Lock()
-			peak = max(peak, a)
-			mu.Unlock()
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}()
-	var inFlight []*Batch
-	drained, acks := 0, 0
+	stopSampling := samplePeak(rssAnon, 5*time.Millisecond)
+	acks := 0
 	start := time.Now()
-	for {
-		bt, err := s.Next(500, 256<<10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bt == nil && len(inFlight) == 0 {
-			break
-		}
-		if bt != nil {
-			drained += len(bt.Readings)
-			inFlight = append(inFlight, bt)
-		}
-		if len(inFlight) == 4 || bt == nil {
-			if err := s.Ack(inFlight[0]); err != nil {
+	drained := drainAcking(t, s, func() {
+		// An uplink waits for the network; here a commit every 8 acks
+		// stands in for that pace (at full speed the acks' own early
+		// commits bound each commit's deletes, as TestDrainMemoryIsFlat
+		// drains).
+		if acks++; acks%8 == 0 {
+			if err := s.Flush(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			inFlight = inFlight[1:]
-			// An uplink waits for the network; here a commit every 8
-			// acks stands in for that pace (at full speed the acks
-			// of one commit would pile up without bound).
-			if acks++; acks%8 == 0 {
-				if err := s.Flush(context.Background()); err != nil {
-					t.Fatal(err)
-				}
-			}
 		}
-	}
+	})
 	if err := s.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	close(stop)
-	<-sampled
+	peak := stopSampling()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	fmt.Printf("drained %d peak-anon-kib %d seconds %.3f opened-anon-kib %d heap-sys-kib %d\n",

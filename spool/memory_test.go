@@ -87,22 +87,23 @@ func drainLiveHeap(t *testing.T, n int) uint64 {
 	defer debug.SetGCPercent(debug.SetGCPercent(20))
 	runtime.GC()
 	base := liveHeap()
-	peak, stop := sampleLiveHeap()
-	drained := drainAcking(t, s)
+	stop := samplePeak(liveHeap, time.Millisecond)
+	drained := drainAcking(t, s, nil)
 	if err := s.Flush(ctx); err != nil { // the last acks' commit counts too
 		t.Fatal(err)
 	}
-	stop()
+	peak := max(stop(), liveHeap())
 	if st, _ := s.Stats(); drained != n || st.Readings != 0 {
 		t.Fatalf("drained %d of %d readings, %d left stored; want all drained and deleted", drained, n, st.Readings)
 	}
-	return *peak - min(base, *peak)
+	return peak - min(base, peak)
 }
 
 // drainAcking drains s as an uplink does: batches of 500 readings (256 KiB
 // at most), four in flight, the oldest acknowledged when a fifth is taken
-// or nothing is left. It returns how many readings it drained.
-func drainAcking(t *testing.T, s *Spool) int {
+// or nothing is left, calling afterAck (if set) after each ack. It returns
+// how many readings it drained.
+func drainAcking(t *testing.T, s *Spool, afterAck func()) int {
 	t.Helper()
 	var inFlight []*Batch
 	drained := 0
@@ -123,6 +124,9 @@ func drainAcking(t *testing.T, s *Spool) int {
 				t.Fatal(err)
 			}
 			inFlight = inFlight[1:]
+			if afterAck != nil {
+				afterAck()
+			}
 		}
 	}
 }
@@ -137,24 +141,25 @@ func liveHeap() uint64 {
 	return m[0].Value.Uint64()
 }
 
-// sampleLiveHeap samples liveHeap until stop returns, keeping the peak.
-func sampleLiveHeap() (peak *uint64, stop func()) {
-	peak = new(uint64)
+// samplePeak calls sample every interval, in a goroutine of its own,
+// until stop, which returns the highest value sampled.
+func samplePeak(sample func() uint64, every time.Duration) (stop func() uint64) {
+	var peak uint64
 	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(exited)
 		for {
-			*peak = max(*peak, liveHeap())
+			peak = max(peak, sample())
 			select {
 			case <-done:
 				return
-			case <-time.After(time.Millisecond):
+			case <-time.After(every):
 			}
 		}
 	}()
-	return peak, func() {
+	return func() uint64 {
 		close(done)
 		<-exited
-		*peak = max(*peak, liveHeap())
+		return peak
 	}
 }

@@ -32,41 +32,48 @@ func NewTable() *Table {
 func (t *Table) Load(tx *bolt.Tx) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if b := tx.Bucket(BucketNames); b != nil {
-		err := b.ForEach(func(k, v []byte) error {
-			if len(k) != 4 || binary.BigEndian.Uint32(k) != uint32(len(t.series)) {
-				return fmt.Errorf("names table key %x out of order: %w", k, boltfile.ErrCorrupt)
-			}
-			s, err := DecodeSeries(v)
-			if err != nil {
-				return fmt.Errorf("names table entry %x: %w", k, err)
-			}
-			t.ids[string(v)] = uint32(len(t.series))
-			t.series = append(t.series, s)
-			return nil
-		})
+	err := eachEntry(tx, BucketNames, "names", len(t.series), func(v []byte) error {
+		s, err := DecodeSeries(v)
 		if err != nil {
 			return err
 		}
+		t.ids[string(v)] = uint32(len(t.series))
+		t.series = append(t.series, s)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if b := tx.Bucket(BucketBoots); b != nil {
-		err := b.ForEach(func(k, v []byte) error {
-			if len(k) != 4 || binary.BigEndian.Uint32(k) != uint32(len(t.boots)) {
-				return fmt.Errorf("boots table key %x out of order: %w", k, boltfile.ErrCorrupt)
-			}
-			r, err := DecodeBoot(v)
-			if err != nil {
-				return fmt.Errorf("boots table entry %x: %w", k, err)
-			}
-			t.bootIDs[r.ID] = uint32(len(t.boots))
-			t.boots = append(t.boots, r)
-			return nil
-		})
+	return eachEntry(tx, BucketBoots, "boots", len(t.boots), func(v []byte) error {
+		r, err := DecodeBoot(v)
 		if err != nil {
 			return err
 		}
+		t.bootIDs[r.ID] = uint32(len(t.boots))
+		t.boots = append(t.boots, r)
+		return nil
+	})
+}
+
+// eachEntry calls add with each value of the table bucket name of tx, in
+// key order, from the entry at index first on. Its keys must be the u32
+// indexes first, first+1, … with no gap.
+func eachEntry(tx *bolt.Tx, name []byte, what string, first int, add func(v []byte) error) error {
+	b := tx.Bucket(name)
+	if b == nil {
+		return nil
 	}
-	return nil
+	next := uint32(first)
+	return b.ForEach(func(k, v []byte) error {
+		if len(k) != 4 || binary.BigEndian.Uint32(k) != next {
+			return fmt.Errorf("%s table key %x out of order: %w", what, k, boltfile.ErrCorrupt)
+		}
+		if err := add(v); err != nil {
+			return fmt.Errorf("%s table entry %x: %w", what, k, err)
+		}
+		next++
+		return nil
+	})
 }
 
 // Mark returns the table's size, for rollback.
