@@ -20,6 +20,13 @@ package boltfile
 
 import "errors"
 
-// ErrCorrupt is wrapped by the errors that show a damaged file. It is
-// spool.ErrCorrupt: the spool quarantines a file that fails with it.
-var ErrCorrupt = errors.New("spool file corrupt")
+// Sentinel errors; the spool's errors of the same names are these.
+var (
+	// ErrCorrupt is wrapped by the errors that show a damaged file: the
+	// spool quarantines a file that fails with it.
+	ErrCorrupt = errors.New("spool file corrupt")
+	// ErrLocked is wrapped by Open and Check when another process (or
+	// another handle in this one) holds the file's lock past the timeout;
+	// the message names the holder when /proc/locks shows it.
+	ErrLocked = errors.New("spool file is locked")
+)

@@ -13,11 +13,6 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 )
 
-// ErrLocked is wrapped by Open and Check when another process (or another
-// handle in this one) holds the file's lock past the timeout; the message
-// names the holder when /proc/locks shows it. It is spool.ErrLocked.
-var ErrLocked = errors.New("spool file is locked")
-
 // Check checks an existing file at path, read-only, in this goroutine,
 // before bbolt opens it for writing: that the file holds all its pages,
 // and, when full is set, every key and value. A missing or empty file

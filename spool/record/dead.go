@@ -2,7 +2,6 @@ package record
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -93,10 +92,6 @@ func DecodeDead(k, v []byte) (Dead, []DeadEntry, error) {
 	}
 	return d, entries, nil
 }
-
-// ErrNotFound is wrapped by DeadLetter and TakeDead when there is nothing
-// to act on. It is spool.ErrNotFound.
-var ErrNotFound = errors.New("not found")
 
 // DeadLetter moves the stored readings of d.Stream with seqs d.From–d.To
 // into a dead-letter record holding d's reason and time, and counts them

@@ -1,7 +1,6 @@
 package record
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -11,10 +10,6 @@ import (
 	"github.com/outpost-iot/outpost/internal/reading"
 	"github.com/outpost-iot/outpost/spool/boltfile"
 )
-
-// ErrNewerFormat is wrapped by Load when the file was written by a newer
-// release. It is spool.ErrNewerFormat.
-var ErrNewerFormat = errors.New("spool file has a newer format version")
 
 // Load checks the format of the spool file db, writes the buckets of a new
 // (empty) file, with the stream newStream returns as its first, raises the

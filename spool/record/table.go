@@ -7,8 +7,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/outpost-iot/outpost/spool/boltfile"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-iot/outpost/spool/boltfile"
 )
 
 // Table is the in-memory copy of the names and boots buckets. Both only

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/outpost-iot/outpost/internal/reading"
-	"github.com/outpost-iot/outpost/spool/boltfile"
 )
 
 // A reading's value in a stream bucket (format 1):
@@ -39,9 +38,6 @@ const (
 var epochMicro = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
 
 var pow10 = [...]float64{1, 10, 100, 1e3, 1e4, 1e5, 1e6}
-
-// ErrBadValue is wrapped by the errors of a value that does not decode.
-var ErrBadValue = fmt.Errorf("malformed reading value: %w", boltfile.ErrCorrupt)
 
 // Stored is a reading as kept in a stream bucket, before the names table
 // turns its series id back into names.
