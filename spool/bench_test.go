@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // The benchmark workload is what the sim driver produces: 4 series
@@ -119,7 +120,7 @@ func (d benchDisk) sectors(b *testing.B) (uint64, bool) {
 // benchmark's writes alone, ext4's journal included. Elsewhere, or if the
 // mount fails, it returns a temporary directory on the shared disk and
 // says why; with mountOpts set it skips instead, since the options would
-// not apply.
+// not apply (or fails, with OUTPOST_REQUIRE_SERVICES=1).
 func newBenchDisk(b *testing.B, mountOpts string) benchDisk {
 	dir := b.TempDir()
 	why := privateExt4(b, dir, mountOpts)
@@ -127,7 +128,7 @@ func newBenchDisk(b *testing.B, mountOpts string) benchDisk {
 		return benchDisk{dir: filepath.Join(dir, "mnt"), private: true}
 	}
 	if mountOpts != "" {
-		b.Skipf("no private ext4 mounted with %s: %s", mountOpts, why)
+		cannotRun(b, fmt.Sprintf("no private ext4 mounted with %s: %s", mountOpts, why))
 	}
 	b.Logf("spool on the shared disk, less an idle spell: no private ext4 (%s)", why)
 	return benchDisk{dir: dir}
@@ -251,7 +252,7 @@ func benchBoltAppend(b *testing.B, batch int) {
 		err := db.Update(func(tx *bolt.Tx) error {
 			bk := tx.Bucket(name)
 			for j := i; j < min(i+batch, b.N); j++ {
-				if err := bk.Put(itob(uint64(j+1)), val); err != nil {
+				if err := bk.Put(record.Itob(uint64(j+1)), val); err != nil {
 					return err
 				}
 			}
@@ -379,11 +380,11 @@ func benchNaiveLifecycle(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			return bk.Put(itob(seq), val)
+			return bk.Put(record.Itob(seq), val)
 		})
 	}
 	del := func(seq uint64) error {
-		return db.Update(func(tx *bolt.Tx) error { return tx.Bucket(name).Delete(itob(seq)) })
+		return db.Update(func(tx *bolt.Tx) error { return tx.Bucket(name).Delete(record.Itob(seq)) })
 	}
 	if err := put(1); err != nil {
 		b.Fatal(err)
@@ -451,7 +452,7 @@ func BenchmarkAtRest(b *testing.B) {
 					return err
 				}
 				for j := i; j < min(i+1000, b.N); j++ {
-					if err := bk.Put(itob(uint64(j+1)), val); err != nil {
+					if err := bk.Put(record.Itob(uint64(j+1)), val); err != nil {
 						return err
 					}
 				}
@@ -554,11 +555,13 @@ func BenchmarkOpen(b *testing.B) {
 		b.Fatal(err)
 	}
 	copyFile(b, clean, crashed)
-	db, err := bolt.Open(crashed, 0o600, &bolt.Options{PageSize: pageSize, NoFreelistSync: true})
+	db, err := bolt.Open(crashed, 0o600, &bolt.Options{PageSize: record.PageSize, NoFreelistSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := db.Update(func(tx *bolt.Tx) error { return putU64(tx.Bucket(bucketMeta), keyFormat, FormatVersion) }); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return record.PutU64(tx.Bucket(record.BucketMeta), record.KeyFormat, FormatVersion)
+	}); err != nil {
 		b.Fatal(err)
 	}
 	db.Close() // no freelist written: as after a kill
@@ -570,7 +573,7 @@ func BenchmarkOpen(b *testing.B) {
 	}{{"bolt", bolt.FreelistMapType}, {"bolt-array", bolt.FreelistArrayType}} {
 		b.Run("readings=1M/after-crash/warm/"+fl.name, func(b *testing.B) {
 			for range b.N {
-				db, err := bolt.Open(crashed, 0o600, &bolt.Options{PageSize: pageSize, NoFreelistSync: true, FreelistType: fl.typ})
+				db, err := bolt.Open(crashed, 0o600, &bolt.Options{PageSize: record.PageSize, NoFreelistSync: true, FreelistType: fl.typ})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -598,11 +601,13 @@ func BenchmarkOpen(b *testing.B) {
 				if c.crash {
 					// The previous Close wrote the freelist: remove it again
 					// (one empty commit without it).
-					db, err := bolt.Open(c.path, 0o600, &bolt.Options{PageSize: pageSize, NoFreelistSync: true})
+					db, err := bolt.Open(c.path, 0o600, &bolt.Options{PageSize: record.PageSize, NoFreelistSync: true})
 					if err != nil {
 						b.Fatal(err)
 					}
-					db.Update(func(tx *bolt.Tx) error { return putU64(tx.Bucket(bucketMeta), keyFormat, FormatVersion) })
+					db.Update(func(tx *bolt.Tx) error {
+						return record.PutU64(tx.Bucket(record.BucketMeta), record.KeyFormat, FormatVersion)
+					})
 					db.Close()
 				}
 				if c.cold {
@@ -652,59 +657,24 @@ func TestHelperDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	opened := rssAnon()
-	var peak uint64
-	var mu sync.Mutex
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			a := rssAnon()
-			mu.Lock()
-			peak = max(peak, a)
-			mu.Unlock()
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}()
-	var inFlight []*reading.Batch
-	drained, acks := 0, 0
+	stopSampling := samplePeak(rssAnon, 5*time.Millisecond)
+	acks := 0
 	start := time.Now()
-	for {
-		bt, err := s.Next(500, 256<<10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bt == nil && len(inFlight) == 0 {
-			break
-		}
-		if bt != nil {
-			drained += len(bt.Readings)
-			inFlight = append(inFlight, bt)
-		}
-		if len(inFlight) == 4 || bt == nil {
-			if err := s.Ack(inFlight[0]); err != nil {
+	drained := drainAcking(t, s, func() {
+		// An uplink waits for the network; here a commit every 8 acks
+		// stands in for that pace (at full speed the acks' own early
+		// commits bound each commit's deletes, as TestDrainMemoryIsFlat
+		// drains).
+		if acks++; acks%8 == 0 {
+			if err := s.Flush(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			inFlight = inFlight[1:]
-			// An uplink waits for the network; here a commit every 8
-			// acks stands in for that pace (at full speed the acks
-			// of one commit would pile up without bound).
-			if acks++; acks%8 == 0 {
-				if err := s.Flush(context.Background()); err != nil {
-					t.Fatal(err)
-				}
-			}
 		}
-	}
+	})
 	if err := s.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	close(stop)
-	<-sampled
+	peak := stopSampling()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	fmt.Printf("drained %d peak-anon-kib %d seconds %.3f opened-anon-kib %d heap-sys-kib %d\n",

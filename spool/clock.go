@@ -11,6 +11,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // BootID identifies one boot of the device, as the kernel's
@@ -45,54 +47,6 @@ func (b BootID) String() string {
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
-// bootRec is a boots table entry: id(16) ‖ flags(1, bit 0: offset known) ‖
-// varint offset ns (wall clock minus boot clock).
-type bootRec struct {
-	id          BootID
-	offsetKnown bool
-	offset      time.Duration
-}
-
-func (r bootRec) encode() []byte {
-	b := append(make([]byte, 0, 16+1+10), r.id[:]...)
-	var flags byte
-	if r.offsetKnown {
-		flags = 1
-	}
-	b = append(b, flags)
-	return binary.AppendVarint(b, int64(r.offset))
-}
-
-func decodeBootRec(b []byte) (bootRec, error) {
-	var r bootRec
-	if len(b) < 18 || b[16] > 1 {
-		return r, fmt.Errorf("boot record: %w", errBadValue)
-	}
-	copy(r.id[:], b)
-	r.offsetKnown = b[16] == 1
-	off, n := binary.Varint(b[17:])
-	if n <= 0 || 17+n != len(b) {
-		return r, fmt.Errorf("boot record offset: %w", errBadValue)
-	}
-	r.offset = time.Duration(off)
-	return r, nil
-}
-
-// correct gives a reading stored unsynced the time its boot clock says,
-// once the wall-clock offset of its boot is known: CLOCK_BOOTTIME when it
-// was taken plus the boot's latest offset, without the unsynced flag. A
-// reading taken synced, or in a boot that ended before any sync, is left
-// as stored. boots is the boots table.
-func correct(d *stored, boots []bootRec) {
-	if !d.unsynced || !d.hasBoot || int(d.boot) >= len(boots) {
-		return
-	}
-	if r := boots[d.boot]; r.offsetKnown {
-		d.time = time.Unix(0, int64(r.offset)+int64(d.bootTime)).UTC()
-		d.unsynced = false
-	}
-}
-
 // SetBootOffset records in the boots table the wall-clock offset of a boot:
 // the wall clock minus CLOCK_BOOTTIME, measured once the clock is
 // synchronised (again after a step). From then on the readings of that
@@ -111,7 +65,7 @@ func (s *Spool) SetBootOffset(ctx context.Context, boot BootID, offset time.Dura
 	o.committed = func() {
 		s.dbMu.RLock()
 		defer s.dbMu.RUnlock()
-		s.tab.setOffset(boot, offset)
+		s.tab.SetOffset(boot, offset)
 	}
 	if err := s.submit(ctx, o); err != nil {
 		return fmt.Errorf("spool: set boot offset of %v: %w", boot, err)
@@ -124,29 +78,23 @@ func (s *Spool) SetBootOffset(ctx context.Context, boot BootID, offset time.Dura
 func (s *Spool) BootOffset(boot BootID) (time.Duration, bool) {
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
-	t := s.tab
-	if t == nil {
+	if s.tab == nil {
 		return 0, false
 	}
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	if idx, ok := t.bootIDs[boot]; ok && t.boots[idx].offsetKnown {
-		return t.boots[idx].offset, true
-	}
-	return 0, false
+	return s.tab.Offset(boot)
 }
 
 // applyBootOffset writes the boot record of o.boot with its offset, adding
 // the boot when new. The in-memory table takes the offset when the commit
 // succeeded (op.committed).
 func (s *Spool) applyBootOffset(tx *bolt.Tx, o *op) error {
-	idx, err := s.tab.bootIndex(tx, o.boot)
+	idx, err := s.tab.BootIndex(tx, o.boot)
 	if err != nil {
 		return err
 	}
-	b := tx.Bucket(bucketBoots)
-	r := bootRec{id: o.boot, offsetKnown: true, offset: o.offset}
-	if err := b.Put(binary.BigEndian.AppendUint32(nil, idx), r.encode()); err != nil {
+	b := tx.Bucket(record.BucketBoots)
+	r := record.Boot{ID: o.boot, OffsetKnown: true, Offset: o.offset}
+	if err := b.Put(binary.BigEndian.AppendUint32(nil, idx), r.Encode()); err != nil {
 		return fmt.Errorf("failed to record the clock offset of boot %v: %w", o.boot, err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // collect counts readings at an upper bound of their line while far from
@@ -51,10 +52,10 @@ func TestCollectMatchesEncodedSizes(t *testing.T) {
 	var all []reading.Reading // every stored reading, decoded
 	var lines []int           // and its line's length
 	err := s.view(func(tx *bolt.Tx) error {
-		s.tab.mu.RLock()
-		defer s.tab.mu.RUnlock()
-		return tx.Bucket(streamBucket(stream)).ForEach(func(k, v []byte) error {
-			r, err := s.decode(stream, btoi(k), v)
+		s.tab.RLock()
+		defer s.tab.RUnlock()
+		return tx.Bucket(record.StreamBucket(stream)).ForEach(func(k, v []byte) error {
+			r, err := s.decode(stream, record.Btoi(k), v)
 			all = append(all, r)
 			lines = append(lines, len(reading.AppendReading(nil, &r)))
 			return err
@@ -80,9 +81,9 @@ func TestCollectMatchesEncodedSizes(t *testing.T) {
 				err := s.view(func(tx *bolt.Tx) error {
 					s.drainMu.Lock()
 					defer s.drainMu.Unlock()
-					s.tab.mu.RLock()
-					defer s.tab.mu.RUnlock()
-					_, err := s.collect(tx.Bucket(streamBucket(stream)), batch, all[start].Seq, reading.MaxSeq, pre, maxReadings, maxBytes)
+					s.tab.RLock()
+					defer s.tab.RUnlock()
+					_, err := s.collect(tx.Bucket(record.StreamBucket(stream)), batch, all[start].Seq, reading.MaxSeq, pre, maxReadings, maxBytes)
 					return err
 				})
 				if err != nil {

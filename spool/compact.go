@@ -7,6 +7,9 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-iot/outpost/spool/boltfile"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // Compaction: bbolt never shrinks its file. Once a file has grown past
@@ -43,7 +46,7 @@ func (s *Spool) compactDue() bool {
 		return false
 	}
 	st := s.db.Stats()
-	free := int64(st.FreePageN+st.PendingPageN) * pageSize
+	free := int64(st.FreePageN+st.PendingPageN) * record.PageSize
 	var used int64
 	if err := s.db.View(func(tx *bolt.Tx) error { used = tx.Size() - free; return nil }); err != nil {
 		return false
@@ -63,38 +66,20 @@ func (s *Spool) compact() error {
 	if s.db == nil {
 		return nil
 	}
-	_ = os.Remove(tmp)
 	// The copy's transactions skip fsync: until the rename, a crash
-	// leaves only a temporary file, which the next open removes. The last,
+	// leaves only a temporary file, which the next open removes. Its last,
 	// empty transaction syncs the whole file, and its freelist, so the
 	// reopen below reads the freelist instead of walking the file.
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{
-		Timeout:        s.opts.LockTimeout,
-		PageSize:       pageSize,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-		NoSync:         true,
-	})
+	err := boltfile.Copy(s.db, tmp, bolt.Options{
+		Timeout:      s.opts.LockTimeout,
+		PageSize:     record.PageSize,
+		FreelistType: bolt.FreelistMapType,
+	}, compactTxBytes, s.opts.UnsafeNoSync)
 	if err != nil {
-		return fmt.Errorf("spool: compact: open %s: %w", tmp, err)
-	}
-	if err := s.compactInto(dst); err != nil {
-		closeQuietly(dst)
-		_ = os.Remove(tmp)
-		return err
-	}
-	dst.NoSync, dst.NoFreelistSync = s.opts.UnsafeNoSync, false
-	if err := dst.Update(func(*bolt.Tx) error { return nil }); err != nil {
-		closeQuietly(dst)
-		_ = os.Remove(tmp)
-		return fmt.Errorf("spool: compact: sync %s: %w", tmp, err)
-	}
-	if err := dst.Close(); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("spool: compact: close %s: %w", tmp, err)
+		return fmt.Errorf("spool: compact: %w", err)
 	}
 	if err := s.db.Close(); err != nil {
-		s.log.Error("spool: compact: close failed", "path", path, "error", err)
+		s.log.Error("spool: compact: close failed", "path", path, "err", err)
 	}
 	s.db = nil
 	if err := os.Rename(tmp, path); err != nil {
@@ -102,7 +87,7 @@ func (s *Spool) compact() error {
 		s.reopenLocked()
 		return fmt.Errorf("spool: compact: rename: %w", err)
 	}
-	syncDir(filepath.Dir(path))
+	boltfile.SyncDir(filepath.Dir(path))
 	if err := s.reopenLocked(); err != nil {
 		return err
 	}
@@ -115,26 +100,17 @@ func (s *Spool) compact() error {
 	return nil
 }
 
-// compactInto copies the live data, turning a bbolt panic into ErrCorrupt.
-func (s *Spool) compactInto(dst *bolt.DB) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("spool: compact: bbolt panic: %v: %w", p, ErrCorrupt)
-		}
-	}()
-	if err := bolt.Compact(dst, s.db, compactTxBytes); err != nil {
-		return fmt.Errorf("spool: compact: %w", err)
-	}
-	return nil
-}
-
 // reopenLocked opens the file again after a compaction; s.dbMu is held.
 func (s *Spool) reopenLocked() error {
 	s.mu.Lock()
-	q := s.counters.quarantin
+	q := s.counters.Quarantined
 	s.mu.Unlock()
 	if err := s.openFile(q); err != nil {
 		return fmt.Errorf("spool: reopen after compaction: %w", err)
 	}
 	return nil
 }
+
+// compactPath is where a compaction writes the new file before renaming it
+// over the spool; a leftover is removed at open.
+func compactPath(path string) string { return path + ".compact" }

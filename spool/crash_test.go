@@ -147,12 +147,12 @@ func TestHelperWriter(t *testing.T) {
 	}
 }
 
-func (r seqSpan) has(seq uint64) bool { return r.from <= seq && seq <= r.to }
+func (r seqRange) has(seq uint64) bool { return r.from <= seq && seq <= r.to }
 
 // streamSpan is a seq range of one stream.
 type streamSpan struct {
 	stream uint64
-	seqSpan
+	seqRange
 }
 
 // writerLife is what one writer process reported before it ended.
@@ -223,9 +223,9 @@ func runWriter(t *testing.T, path string, seed uint64, delay time.Duration, allo
 			life.commits++
 			life.compactions = max(life.compactions, int(u(2)))
 		case "acking":
-			life.acking = append(life.acking, streamSpan{u(1), seqSpan{u(2), u(3)}})
+			life.acking = append(life.acking, streamSpan{u(1), seqRange{u(2), u(3)}})
 		case "acked":
-			life.acked = append(life.acked, streamSpan{u(1), seqSpan{u(2), u(3)}})
+			life.acked = append(life.acked, streamSpan{u(1), seqRange{u(2), u(3)}})
 		case "check", "run", "bad", "salvaged", "unsalvageable", "corrupt-read", "counters-off", "checked":
 			if life.check == nil {
 				life.check = &spoolCheck{}
@@ -268,8 +268,8 @@ func TestCrashKill9(t *testing.T) {
 	var (
 		stream         uint64
 		committed      uint64 // highest seq reported committed
-		acking         []seqSpan
-		acked          []seqSpan
+		acking         []seqRange
+		acked          []seqRange
 		kills          int
 		checked        int
 		losses         int
@@ -302,10 +302,10 @@ func TestCrashKill9(t *testing.T) {
 			lastCompacting = i
 		}
 		for _, a := range life.acking {
-			acking = append(acking, a.seqSpan)
+			acking = append(acking, a.seqRange)
 		}
 		for _, a := range life.acked {
-			acked = append(acked, a.seqSpan)
+			acked = append(acked, a.seqRange)
 		}
 
 		// Reopen and check the file.
@@ -374,7 +374,7 @@ func TestCrashKill9(t *testing.T) {
 		iterations, kills, committed, checked, len(acking), len(acked), losses, compactions, lastCompacting)
 }
 
-func slicesAny(spans []seqSpan, seq uint64) bool {
+func slicesAny(spans []seqRange, seq uint64) bool {
 	for _, r := range spans {
 		if r.has(seq) {
 			return true

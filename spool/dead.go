@@ -2,13 +2,14 @@ package spool
 
 import (
 	"context"
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // A dead-letter record, under key stream(8) ‖ from(8) in the dead bucket:
@@ -132,7 +133,7 @@ func (s *Spool) deadLetterUnreadable(e *unreadableError) {
 	s.ops = append(s.ops, o)
 	s.mu.Unlock()
 	s.kickWriter()
-	s.log.Warn("spool: an unreadable reading goes to the dead letters", "stream", e.stream.String(), "seq", e.seq, "error", e.cause)
+	s.log.Warn("spool: an unreadable reading goes to the dead letters", "stream", e.stream.String(), "seq", e.seq, "err", e.cause)
 }
 
 // Resend moves a dead-lettered batch back into its stream (same seqs), so
@@ -157,7 +158,7 @@ func (s *Spool) Purge(ctx context.Context, stream reading.StreamID, from uint64)
 func (s *Spool) DeadLetters() ([]DeadLetter, error) {
 	var out []DeadLetter
 	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDead)
+		b := tx.Bucket(record.BucketDead)
 		if b == nil {
 			return nil
 		}
@@ -181,11 +182,11 @@ func (s *Spool) DeadLetters() ([]DeadLetter, error) {
 func (s *Spool) DeadLetterBatch(stream reading.StreamID, from uint64) (*reading.Batch, error) {
 	var batch *reading.Batch
 	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDead)
+		b := tx.Bucket(record.BucketDead)
 		if b == nil {
 			return ErrNotFound
 		}
-		k := deadKey(stream, from)
+		k := record.DeadKey(stream, from)
 		v := b.Get(k)
 		if v == nil {
 			return ErrNotFound
@@ -195,10 +196,10 @@ func (s *Spool) DeadLetterBatch(stream reading.StreamID, from uint64) (*reading.
 			return err
 		}
 		batch = &reading.Batch{Stream: stream, From: d.From, To: d.To}
-		s.tab.mu.RLock()
-		defer s.tab.mu.RUnlock()
+		s.tab.RLock()
+		defer s.tab.RUnlock()
 		for _, e := range entries {
-			r, err := s.decode(stream, e.seq, e.value)
+			r, err := s.decode(stream, e.Seq, e.Value)
 			if err != nil {
 				return err
 			}
@@ -212,135 +213,31 @@ func (s *Spool) DeadLetterBatch(stream reading.StreamID, from uint64) (*reading.
 	return batch, nil
 }
 
-type deadEntry struct {
-	seq   uint64
-	value []byte
-}
-
-func decodeDead(k, v []byte) (DeadLetter, []deadEntry, error) {
-	var d DeadLetter
-	if len(k) != 16 {
-		return d, nil, fmt.Errorf("dead-letter key %x: %w", k, ErrCorrupt)
-	}
-	d.Stream, d.From = reading.StreamID(btoi(k[:8])), btoi(k[8:])
-	bad := fmt.Errorf("dead-letter record %v %d: %w", d.Stream, d.From, ErrCorrupt)
-	ns, n := binary.Varint(v)
-	if n <= 0 {
-		return d, nil, bad
-	}
-	d.Time = time.Unix(0, ns).UTC()
-	reason, rest, ok := readString(v[n:])
-	if !ok {
-		return d, nil, bad
-	}
-	d.Reason = reason
-	var count uint64
-	if d.To, rest, ok = uvarint(rest); !ok {
-		return d, nil, bad
-	}
-	if count, rest, ok = uvarint(rest); !ok || count > uint64(len(rest)) {
-		return d, nil, bad
-	}
-	entries := make([]deadEntry, 0, count)
-	for range count {
-		var delta, l uint64
-		if delta, rest, ok = uvarint(rest); !ok {
-			return d, nil, bad
-		}
-		if l, rest, ok = uvarint(rest); !ok || l > uint64(len(rest)) {
-			return d, nil, bad
-		}
-		entries = append(entries, deadEntry{seq: d.From + delta, value: rest[:l]})
-		rest = rest[l:]
-	}
-	if len(rest) != 0 {
-		return d, nil, bad
-	}
-	d.Count = len(entries)
-	return d, entries, nil
+// decodeDead decodes the dead-letter record k → v (record.DecodeDead).
+func decodeDead(k, v []byte) (DeadLetter, []record.DeadEntry, error) {
+	d, entries, err := record.DecodeDead(k, v)
+	return DeadLetter{Stream: d.Stream, From: d.From, To: d.To, Count: len(entries), Reason: d.Reason, Time: d.Time}, entries, err
 }
 
 // applyOp applies an operation inside a commit. Problems of the operation
 // itself (nothing to dead-letter, no such record) go to o.err and do not
 // fail the commit.
-func (s *Spool) applyOp(tx *bolt.Tx, meta *bolt.Bucket, c *counters, o *op, now time.Time) error {
-	if o.kind == opBootOffset {
-		return s.applyBootOffset(tx, o)
-	}
-	dead, err := tx.CreateBucketIfNotExists(bucketDead)
-	if err != nil {
-		return fmt.Errorf("failed to open dead-letter bucket: %w", err)
-	}
-	sb := tx.Bucket(streamBucket(o.stream))
+func (s *Spool) applyOp(tx *bolt.Tx, meta *bolt.Bucket, c *record.Counters, o *op, now time.Time) error {
+	var err error
 	switch o.kind {
+	case opBootOffset:
+		return s.applyBootOffset(tx, o)
 	case opDeadLetter:
-		if sb == nil {
-			o.err = fmt.Errorf("stream %v: %w", o.stream, ErrNotFound)
-			return nil
-		}
-		rec := binary.AppendVarint(nil, now.UnixNano())
-		rec = appendString(rec, o.reason)
-		rec = binary.AppendUvarint(rec, o.to)
-		var body []byte
-		count := uint64(0)
-		cur := sb.Cursor()
-		for k, v := cur.Seek(itob(o.from)); k != nil && btoi(k) <= o.to; k, v = cur.Next() {
-			body = binary.AppendUvarint(body, btoi(k)-o.from)
-			body = binary.AppendUvarint(body, uint64(len(v)))
-			body = append(body, v...)
-			count++
-		}
-		if count == 0 {
-			o.err = fmt.Errorf("no stored readings in %d–%d: %w", o.from, o.to, ErrNotFound)
-			return nil
-		}
-		rec = binary.AppendUvarint(rec, count)
-		rec = append(rec, body...)
-		n, size, err := deleteRange(sb, o.from, o.to)
-		if err != nil {
-			return err
-		}
-		c.readings -= min(n, c.readings)
-		c.bytes -= min(size, c.bytes)
-		c.deadLettered += n
-		if err := dead.Put(deadKey(o.stream, o.from), rec); err != nil {
-			return fmt.Errorf("failed to store dead letter: %w", err)
-		}
+		err = record.DeadLetter(tx, c, record.Dead{Stream: o.stream, From: o.from, To: o.to, Reason: o.reason, Time: now})
 	case opResend, opPurge:
-		k := deadKey(o.stream, o.from)
-		v := dead.Get(k)
-		if v == nil {
-			o.err = ErrNotFound
-			return nil
-		}
-		d, entries, err := decodeDead(k, v)
-		if err != nil {
-			return err
-		}
-		o.to = d.To
-		if o.kind == opPurge {
-			if err := addPending(meta, o.stream, d.From, d.To); err != nil {
-				return err
-			}
-			c.purged += uint64(len(entries))
-		} else {
-			if sb == nil {
-				if sb, err = tx.CreateBucket(streamBucket(o.stream)); err != nil {
-					return fmt.Errorf("failed to recreate stream bucket: %w", err)
-				}
-			}
-			for _, e := range entries {
-				val := append([]byte(nil), e.value...)
-				if err := sb.Put(itob(e.seq), val); err != nil {
-					return fmt.Errorf("failed to restore seq %d: %w", e.seq, err)
-				}
-				c.readings++
-				c.bytes += uint64(8 + len(val) + entryOverhead)
-			}
-		}
-		if err := dead.Delete(k); err != nil {
-			return fmt.Errorf("failed to delete dead letter: %w", err)
+		var to uint64
+		if to, err = record.TakeDead(tx, meta, c, o.stream, o.from, o.kind == opResend); err == nil {
+			o.to = to
 		}
 	}
-	return nil
+	if errors.Is(err, ErrNotFound) {
+		o.err = err
+		return nil
+	}
+	return err
 }

@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -10,8 +11,9 @@ import (
 	"time"
 )
 
-// mountTmpfs mounts a small tmpfs for the test, or skips the test when the
-// mount fails (not root, no mount namespace rights).
+// mountTmpfs mounts a small tmpfs for the test. When the mount fails (not
+// root, no mount namespace rights) it skips the test, or fails it with
+// OUTPOST_REQUIRE_SERVICES=1, as in CI, which runs as root.
 func mountTmpfs(t *testing.T, size string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "small")
@@ -19,7 +21,7 @@ func mountTmpfs(t *testing.T, size string) string {
 		t.Fatal(err)
 	}
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("cannot mount a %s tmpfs to fill (needs root): %v", size, err)
+		cannotRun(t, fmt.Sprintf("cannot mount a %s tmpfs to fill (needs root): %v", size, err))
 	}
 	t.Cleanup(func() {
 		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {

@@ -9,28 +9,11 @@
 // ones), keeps readings the receiver rejected in a dead-letter bucket, and
 // quarantines a file it cannot read, starting a new stream.
 //
-// # File format (version 1)
+// # File format
 //
-// bbolt, page size 4096, freelist not synced. Top-level buckets:
-//
-//	meta    "format" → u64 format version; "stream" → u64 live stream id;
-//	        "seq" → u64 live seq high-water mark; "bytes", "readings" →
-//	        u64 logical size and count of stored readings; "dropped",
-//	        "deadlettered", "purged", "quarantined" → u64 counters;
-//	        0x01 ‖ stream(8) → created unix ns(8) ‖ hwm(8): known streams;
-//	        0x02 ‖ stream(8) ‖ from(8) → to(8): seq ranges dropped or purged
-//	        and not yet reported upstream.
-//	names   u32 id → series: sensor, unit and sorted labels (each uvarint
-//	        length + bytes), so a reading carries only the small id.
-//	boots   u32 index → boot id(16) ‖ flags(1) ‖ varint wall-clock offset ns.
-//	dead    stream(8) ‖ from(8) → dead-letter record (see dead.go).
-//	<16 hex digits of a stream id>
-//	        u64 big-endian seq → reading value (see codec.go).
-//
-// All integers in keys and in meta values are 8-byte big-endian. The
-// logical size of a reading is len(key)+len(value)+16 (bbolt's leaf
-// element header); the caps work on that sum, kept in meta, never on a
-// scan of the file. Dead letters do not count against the cap.
+// bbolt, page size 4096, freelist not synced; package record holds the
+// buckets, keys and records of format version 1, package boltfile what
+// reads the file beneath bbolt's API.
 //
 // # Files beside the spool
 //

@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // Next returns the oldest committed readings not handed out yet in this
@@ -33,12 +34,12 @@ func (s *Spool) Next(maxReadings, maxBytes int) (*reading.Batch, error) {
 		s.drainMu.Lock()
 		defer s.drainMu.Unlock()
 		s.mu.Lock()
-		streams := append([]streamInfo(nil), s.streams...)
+		streams := append([]record.Stream(nil), s.streams...)
 		s.mu.Unlock()
-		s.tab.mu.RLock()
-		defer s.tab.mu.RUnlock()
+		s.tab.RLock()
+		defer s.tab.RUnlock()
 		for _, si := range streams {
-			b, err := s.nextIn(tx, si.id, maxReadings, maxBytes)
+			b, err := s.nextIn(tx, si.ID, maxReadings, maxBytes)
 			if err != nil || b != nil {
 				batch = b
 				return err
@@ -52,20 +53,20 @@ func (s *Spool) Next(maxReadings, maxBytes int) (*reading.Batch, error) {
 	return batch, nil
 }
 
-// nextIn builds a batch from one stream; s.drainMu and s.tab.mu are held.
+// nextIn builds a batch from one stream; s.drainMu and s.tab.RLock are held.
 func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxBytes int) (*reading.Batch, error) {
 	batch := &reading.Batch{Stream: stream}
 	size := 0
 	var line []byte
-	meta := tx.Bucket(bucketMeta)
+	meta := tx.Bucket(record.BucketMeta)
 	pc := meta.Cursor()
-	prefix := pendingKey(stream, 0)[:9]
+	prefix := record.PendingKey(stream, 0)[:9]
 	for k, v := pc.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == 17; k, v = pc.Next() {
-		rk := rangeKey{stream, btoi(k[9:])}
-		if to, ok := s.handed[rk]; ok && to == btoi(v) {
+		rk := rangeKey{stream, record.Btoi(k[9:])}
+		if to, ok := s.handed[rk]; ok && to == record.Btoi(v) {
 			continue
 		}
-		d := reading.Dropped{Device: s.opts.Device, Stream: stream, From: rk.from, To: btoi(v)}
+		d := reading.Dropped{Device: s.opts.Device, Stream: stream, From: rk.from, To: record.Btoi(v)}
 		line = reading.AppendDropped(line[:0], &d)
 		size += len(line) + 1
 		batch.Dropped = append(batch.Dropped, d)
@@ -86,7 +87,7 @@ func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxByt
 		}
 	}
 	skippedAll := false // every value collect met was unreadable
-	if b := tx.Bucket(streamBucket(stream)); b != nil {
+	if b := tx.Bucket(record.StreamBucket(stream)); b != nil {
 		scanned, err := s.collect(b, batch, from, to, size, maxReadings, maxBytes)
 		if err != nil {
 			return nil, err
@@ -136,7 +137,7 @@ func (s *Spool) nextIn(tx *bolt.Tx, stream reading.StreamID, maxReadings, maxByt
 // than maxBytes still comes alone). A value that does not decode is
 // queued for the dead-letter bucket and skipped, counting against
 // maxReadings. It returns the last seq it took or skipped (0 if none).
-// s.drainMu and s.tab.mu are held.
+// s.drainMu and s.tab.RLock are held.
 //
 // Encoding each reading to learn its size cost a fifth of a drain's CPU,
 // so while the batch is far from maxBytes it counts each reading at an
@@ -154,23 +155,23 @@ func (s *Spool) collect(b *bolt.Bucket, batch *reading.Batch, from, to uint64, s
 	exact, bound := false, size // bound: size plus the bounds of the readings taken
 	c := b.Cursor()
 	skipped := 0
-	for k, v := c.Seek(itob(from)); k != nil && len(batch.Readings)+skipped < maxReadings; k, v = c.Next() {
+	for k, v := c.Seek(record.Itob(from)); k != nil && len(batch.Readings)+skipped < maxReadings; k, v = c.Next() {
 		if len(k) != 8 {
 			return scanned, fmt.Errorf("stream %v: key %x: %w", batch.Stream, k, ErrCorrupt)
 		}
-		if btoi(k) > to {
+		if record.Btoi(k) > to {
 			break
 		}
-		if btoi(k) <= scanned || btoi(k) < from {
+		if record.Btoi(k) <= scanned || record.Btoi(k) < from {
 			// Keys come in order unless the tree is damaged (a page
 			// cycle brings old keys back, forever).
-			return scanned, fmt.Errorf("stream %v: key %d after %d: B+tree out of order: %w", batch.Stream, btoi(k), max(scanned, from), ErrCorrupt)
+			return scanned, fmt.Errorf("stream %v: key %d after %d: B+tree out of order: %w", batch.Stream, record.Btoi(k), max(scanned, from), ErrCorrupt)
 		}
-		r, id, err := s.decodeSeries(batch.Stream, btoi(k), v)
+		r, id, err := s.decodeSeries(batch.Stream, record.Btoi(k), v)
 		if ue := (*unreadableError)(nil); errors.As(err, &ue) {
 			s.deadLetterUnreadable(ue)
 			skipped++
-			scanned = btoi(k)
+			scanned = record.Btoi(k)
 			continue
 		}
 		if err != nil {
@@ -205,7 +206,7 @@ func (s *Spool) collect(b *bolt.Bucket, batch *reading.Batch, from, to uint64, s
 // and labels are the same in every line of a series, and the stream id
 // always takes 16 hex digits: their length comes from encoding a template
 // line once per series, to which it adds the longest seq, value and
-// timestamp. s.drainMu and s.tab.mu are held; id is known.
+// timestamp. s.drainMu and s.tab.RLock are held; id is known.
 func (s *Spool) lineBound(id uint32) int {
 	if s.boundsTab != s.tab { // a new file: ids name other series
 		s.boundsTab, s.bounds = s.tab, s.bounds[:0]
@@ -213,8 +214,8 @@ func (s *Spool) lineBound(id uint32) int {
 	if int(id) < len(s.bounds) && s.bounds[id] > 0 {
 		return s.bounds[id]
 	}
-	ser, _ := s.tab.lookup(id)
-	tmpl := reading.Reading{Device: s.opts.Device, Sensor: ser.sensor, Unit: ser.unit, Labels: ser.labels, Unsynced: true}
+	ser, _ := s.tab.Lookup(id)
+	tmpl := reading.Reading{Device: s.opts.Device, Sensor: ser.Sensor, Unit: ser.Unit, Labels: ser.Labels, Unsynced: true}
 	// The template's seq, value and timestamp ("0", "0" and year 1) are
 	// counted on top: slack, not a loss.
 	n := len(reading.AppendReading(nil, &tmpl)) + maxSeqLen + maxValueLen + maxTimeLen
@@ -236,7 +237,7 @@ const (
 	maxTimeLen  = 40
 )
 
-// decode turns a stored value into a reading; s.tab.mu is held. A reading
+// decode turns a stored value into a reading; s.tab.RLock is held. A reading
 // taken before the clock was synchronised comes out with its corrected
 // time once its boot's offset is known (SetBootOffset): the correction is
 // applied here, as readings are read for sending or export, never by
@@ -248,27 +249,27 @@ func (s *Spool) decode(stream reading.StreamID, seq uint64, v []byte) (reading.R
 
 // decodeSeries is decode that also returns the reading's series id.
 func (s *Spool) decodeSeries(stream reading.StreamID, seq uint64, v []byte) (reading.Reading, uint32, error) {
-	d, err := decodeStored(v)
+	d, err := record.DecodeStored(v)
 	if err != nil {
 		// The reason names the decode error, not the file: the file is fine.
 		return reading.Reading{}, 0, &unreadableError{stream, seq, strings.TrimSuffix(err.Error(), ": "+ErrCorrupt.Error())}
 	}
-	correct(&d, s.tab.boots)
-	ser, ok := s.tab.lookup(d.series)
+	record.Correct(&d, s.tab.Boots())
+	ser, ok := s.tab.Lookup(d.Series)
 	if !ok {
-		return reading.Reading{}, 0, &unreadableError{stream, seq, fmt.Sprintf("unknown series %d", d.series)}
+		return reading.Reading{}, 0, &unreadableError{stream, seq, fmt.Sprintf("unknown series %d", d.Series)}
 	}
 	return reading.Reading{
 		Device:   s.opts.Device,
 		Stream:   stream,
 		Seq:      seq,
-		Sensor:   ser.sensor,
-		Value:    d.value,
-		Unit:     ser.unit,
-		Labels:   maps.Clone(ser.labels),
-		Time:     d.time,
-		Unsynced: d.unsynced,
-	}, d.series, nil
+		Sensor:   ser.Sensor,
+		Value:    d.Value,
+		Unit:     ser.Unit,
+		Labels:   maps.Clone(ser.Labels),
+		Time:     d.Time,
+		Unsynced: d.Unsynced,
+	}, d.Series, nil
 }
 
 // ackOp deletes an acknowledged batch in the next commit.
@@ -370,19 +371,19 @@ const ackCommitReadings = 2500
 // commit's deletes, and so its memory, whatever the backlog.
 const ackWaitReadings = 2 * ackCommitReadings
 
-func applyAck(tx *bolt.Tx, meta *bolt.Bucket, c *counters, a ackOp) error {
-	if b := tx.Bucket(streamBucket(a.stream)); b != nil {
+func applyAck(tx *bolt.Tx, meta *bolt.Bucket, c *record.Counters, a ackOp) error {
+	if b := tx.Bucket(record.StreamBucket(a.stream)); b != nil {
 		for _, r := range a.runs {
-			n, size, err := deleteRange(b, r.from, r.to)
+			n, size, err := record.DeleteRange(b, r.from, r.to)
 			if err != nil {
 				return err
 			}
-			c.readings -= min(n, c.readings)
-			c.bytes -= min(size, c.bytes)
+			c.Readings -= min(n, c.Readings)
+			c.Bytes -= min(size, c.Bytes)
 		}
 	}
 	for _, d := range a.dropped {
-		if err := removePending(meta, d.Stream, d.From, d.To); err != nil {
+		if err := record.RemovePending(meta, d.Stream, d.From, d.To); err != nil {
 			return err
 		}
 	}
@@ -397,9 +398,9 @@ func (s *Spool) resend(stream reading.StreamID, from, to uint64) {
 	f, fresh := s.fresh[stream]
 	switch {
 	case fresh && to >= f.from && from <= f.to:
-		s.resent[stream] = append(s.resent[stream], seqSpan{from, to})
+		s.resent[stream] = append(s.resent[stream], seqRange{from, to})
 	case s.cursor[stream] > from:
-		s.resent[stream] = append(s.resent[stream], seqSpan{from, min(to, s.cursor[stream]-1)})
+		s.resent[stream] = append(s.resent[stream], seqRange{from, min(to, s.cursor[stream]-1)})
 	}
 }
 
@@ -419,7 +420,7 @@ func (s *Spool) NextFresh(maxReadings, maxBytes, minBacklog int) (*reading.Batch
 		s.mu.Lock()
 		stream := s.stream
 		s.mu.Unlock()
-		b := tx.Bucket(streamBucket(stream))
+		b := tx.Bucket(record.StreamBucket(stream))
 		if b == nil || len(s.resent[stream]) > 0 {
 			return nil
 		}
@@ -427,7 +428,7 @@ func (s *Spool) NextFresh(maxReadings, maxBytes, minBacklog int) (*reading.Batch
 		if len(k) != 8 {
 			return nil
 		}
-		last, cursor := btoi(k), max(s.cursor[stream], 1)
+		last, cursor := record.Btoi(k), max(s.cursor[stream], 1)
 		f, ok := s.fresh[stream]
 		if last < cursor+uint64(minBacklog) || (ok && last <= f.to) {
 			return nil
@@ -436,8 +437,8 @@ func (s *Spool) NextFresh(maxReadings, maxBytes, minBacklog int) (*reading.Batch
 		if !ok {
 			from = max(cursor, last-min(last, uint64(maxReadings))+1)
 		}
-		s.tab.mu.RLock()
-		defer s.tab.mu.RUnlock()
+		s.tab.RLock()
+		defer s.tab.RUnlock()
 		batch = &reading.Batch{Stream: stream}
 		if _, err := s.collect(b, batch, from, reading.MaxSeq, 0, maxReadings, maxBytes); err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // eachChunk is how many readings one read transaction of Each covers: a
@@ -21,7 +22,7 @@ const eachChunk = 1000
 // (0: all), when fn returns an error, or when ctx ends.
 func (s *Spool) Each(ctx context.Context, limit int, fn func(*reading.Reading) error) error {
 	s.mu.Lock()
-	streams := append([]streamInfo(nil), s.streams...)
+	streams := append([]record.Stream(nil), s.streams...)
 	s.mu.Unlock()
 	seen := 0
 	for _, si := range streams {
@@ -30,7 +31,7 @@ func (s *Spool) Each(ctx context.Context, limit int, fn func(*reading.Reading) e
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			chunk, err := s.readChunk(si.id, next, eachChunk)
+			chunk, err := s.readChunk(si.ID, next, eachChunk)
 			if err != nil {
 				return fmt.Errorf("spool: each: %w", err)
 			}
@@ -56,18 +57,18 @@ func (s *Spool) Each(ctx context.Context, limit int, fn func(*reading.Reading) e
 func (s *Spool) readChunk(stream reading.StreamID, from uint64, n int) ([]reading.Reading, error) {
 	var out []reading.Reading
 	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(streamBucket(stream))
+		b := tx.Bucket(record.StreamBucket(stream))
 		if b == nil {
 			return nil
 		}
-		s.tab.mu.RLock()
-		defer s.tab.mu.RUnlock()
+		s.tab.RLock()
+		defer s.tab.RUnlock()
 		c := b.Cursor()
-		for k, v := c.Seek(itob(from)); k != nil && len(out) < n; k, v = c.Next() {
+		for k, v := c.Seek(record.Itob(from)); k != nil && len(out) < n; k, v = c.Next() {
 			if len(k) != 8 {
 				return fmt.Errorf("stream %v: key %x: %w", stream, k, ErrCorrupt)
 			}
-			r, err := s.decode(stream, btoi(k), v)
+			r, err := s.decode(stream, record.Btoi(k), v)
 			if err != nil {
 				return err
 			}
@@ -83,10 +84,10 @@ func (s *Spool) readChunk(stream reading.StreamID, from uint64, n int) ([]readin
 func (s *Spool) PendingDropped() ([]reading.Dropped, error) {
 	var out []reading.Dropped
 	err := s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketMeta).Cursor()
-		prefix := []byte{prefixPending}
+		c := tx.Bucket(record.BucketMeta).Cursor()
+		prefix := []byte{record.PrefixPending}
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == 17; k, v = c.Next() {
-			out = append(out, reading.Dropped{Device: s.opts.Device, Stream: reading.StreamID(btoi(k[1:9])), From: btoi(k[9:]), To: btoi(v)})
+			out = append(out, reading.Dropped{Device: s.opts.Device, Stream: reading.StreamID(record.Btoi(k[1:9])), From: record.Btoi(k[9:]), To: record.Btoi(v)})
 		}
 		return nil
 	})

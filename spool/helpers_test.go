@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -11,11 +12,25 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // emulated says whether the tests run under qemu-user (or on a slow ARM
 // board), where they use smaller counts.
 var emulated = runtime.GOARCH != "amd64"
+
+// requireEnv=1 (as in CI, which runs as root) turns a test that cannot run
+// here, for want of root or a mount, into a failure instead of a skip.
+const requireEnv = "OUTPOST_REQUIRE_SERVICES"
+
+// cannotRun skips the test, saying why, or fails it when requireEnv=1.
+func cannotRun(tb testing.TB, why string) {
+	tb.Helper()
+	if os.Getenv(requireEnv) == "1" {
+		tb.Fatalf("%s (%s=1 makes this a failure)", why, requireEnv)
+	}
+	tb.Skipf("%s (set %s=1 to fail instead of skip)", why, requireEnv)
+}
 
 // testOptions returns options for a spool file in dir.
 func testOptions(dir string) Options {
@@ -61,7 +76,7 @@ func countersMatch(path string) error {
 	}
 	defer db.Close()
 	return db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
+		meta := tx.Bucket(record.BucketMeta)
 		if meta == nil {
 			return fmt.Errorf("no meta bucket")
 		}
@@ -72,17 +87,17 @@ func countersMatch(path string) error {
 			}
 			return b.ForEach(func(k, v []byte) error {
 				n++
-				size += uint64(len(k) + len(v) + entryOverhead)
+				size += uint64(len(k) + len(v) + record.EntryOverhead)
 				return nil
 			})
 		})
 		if err != nil {
 			return err
 		}
-		if got := getU64(meta, keyReadings); got != n {
+		if got := record.GetU64(meta, record.KeyReadings); got != n {
 			return fmt.Errorf("meta readings = %d; the file holds %d", got, n)
 		}
-		if got := getU64(meta, keyBytes); got != size {
+		if got := record.GetU64(meta, record.KeyBytes); got != size {
 			return fmt.Errorf("meta bytes = %d; the file holds %d", got, size)
 		}
 		return nil

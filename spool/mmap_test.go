@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // TestMmapBudgetFits checks, on every architecture and above all on 32-bit
@@ -20,12 +22,12 @@ func TestMmapBudgetFits(t *testing.T) {
 	dir := t.TempDir()
 	const spoolMap = 1 << 30
 	compactMap := spoolMap / 4
-	a, err := bolt.Open(filepath.Join(dir, "spool.db"), 0o600, &bolt.Options{PageSize: pageSize, InitialMmapSize: spoolMap})
+	a, err := bolt.Open(filepath.Join(dir, "spool.db"), 0o600, &bolt.Options{PageSize: record.PageSize, InitialMmapSize: spoolMap})
 	if err != nil {
 		t.Fatalf("mapping %d MiB for a full spool: %v", spoolMap>>20, err)
 	}
 	defer a.Close()
-	b, err := bolt.Open(filepath.Join(dir, "spool.db.compact"), 0o600, &bolt.Options{PageSize: pageSize, InitialMmapSize: compactMap})
+	b, err := bolt.Open(filepath.Join(dir, "spool.db.compact"), 0o600, &bolt.Options{PageSize: record.PageSize, InitialMmapSize: compactMap})
 	if err != nil {
 		t.Fatalf("mapping %d MiB for a compaction beside it: %v", compactMap>>20, err)
 	}

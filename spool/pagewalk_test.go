@@ -2,16 +2,16 @@ package spool
 
 import (
 	"context"
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
+	"github.com/outpost-iot/outpost/internal/boltsurgeon"
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/boltfile"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // cyclicSpoolFile writes a spool file of n readings and patches the last
@@ -22,43 +22,14 @@ import (
 func cyclicSpoolFile(t *testing.T, opts Options, n int) (reading.StreamID, uint64) {
 	t.Helper()
 	stream := makeSpoolFile(t, opts, n)
-	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	lost, err := boltsurgeon.CycleBucket(opts.Path, record.StreamBucket(stream))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var root uint64
-	db.View(func(tx *bolt.Tx) error {
-		root = uint64(tx.Bucket(streamBucket(stream)).Root())
-		return nil
-	})
-	db.Close()
-	f, err := os.OpenFile(opts.Path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
+	if len(lost) != 8 {
+		t.Fatalf("branch key of %d bytes; want a seq", len(lost))
 	}
-	defer f.Close()
-	page := make([]byte, pageSize)
-	if _, err := f.ReadAt(page, int64(root)*pageSize); err != nil {
-		t.Fatal(err)
-	}
-	flags, count := ne.Uint16(page[8:]), int(ne.Uint16(page[10:]))
-	if flags != branchPageFlag || count < 3 {
-		t.Fatalf("stream root page %d: flags %#x, %d elements; want a branch page with at least 3 children", root, flags, count)
-	}
-	off := pageHeaderSize + (count-1)*pageElemSize
-	pos, ksize := int(ne.Uint32(page[off:])), int(ne.Uint32(page[off+4:]))
-	if ksize != 8 {
-		t.Fatalf("branch key of %d bytes; want a seq", ksize)
-	}
-	lost := binary.BigEndian.Uint64(page[off+pos:])
-	ne.PutUint64(page[off+8:], root) // the last child is the root itself
-	if _, err := f.WriteAt(page, int64(root)*pageSize); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	return stream, lost
+	return stream, record.Btoi(lost)
 }
 
 // within runs fn and fails the test if it has not returned after d (fn is
@@ -79,11 +50,11 @@ func within[T any](t *testing.T, d time.Duration, what string, fn func() T) T {
 func TestCheckPagesFindsCycle(t *testing.T) {
 	opts := testOptions(t.TempDir())
 	makeSpoolFile(t, opts, 1000)
-	if err := checkPages(opts.Path); err != nil {
+	if err := boltfile.CheckPages(opts.Path); err != nil {
 		t.Fatalf("checkPages(intact file) = %v; want nil", err)
 	}
 	cyclicSpoolFile(t, opts, 1000)
-	err := within(t, 30*time.Second, "checkPages", func() error { return checkPages(opts.Path) })
+	err := within(t, 30*time.Second, "checkPages", func() error { return boltfile.CheckPages(opts.Path) })
 	if !isCorrupt(err) || !strings.Contains(err.Error(), "reached twice") {
 		t.Fatalf("checkPages(cyclic file) = %v; want ErrCorrupt naming a page reached twice", err)
 	}

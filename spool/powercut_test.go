@@ -17,10 +17,10 @@ import (
 
 // streamBook is what the writers reported about one stream.
 type streamBook struct {
-	committed uint64    // highest seq reported committed
-	acking    []seqSpan // acks issued (these seqs may be gone), and seqs already counted lost
-	acked     []seqSpan // acks reported committed (these must stay gone)
-	reused    bool      // NoSync: seqs above the reopened high-water mark were handed out again
+	committed uint64     // highest seq reported committed
+	acking    []seqRange // acks issued (these seqs may be gone), and seqs already counted lost
+	acked     []seqRange // acks reported committed (these must stay gone)
+	reused    bool       // NoSync: seqs above the reopened high-water mark were handed out again
 }
 
 // cutTally counts what a power-cut run did and found.
@@ -160,7 +160,7 @@ func powerCutRun(t *testing.T, noSync bool, minCycles, cycles int, budget time.D
 				top = max(top, c.hwm)
 			}
 			lossesBefore := tally.losses
-			var lost []seqSpan
+			var lost []seqRange
 			for seq := uint64(1); seq <= top; seq++ {
 				excused := slicesAny(bk.acking, seq)
 				switch {
@@ -172,7 +172,7 @@ func powerCutRun(t *testing.T, noSync bool, minCycles, cycles int, budget time.D
 					if n := len(lost); n > 0 && lost[n-1].to+1 == seq {
 						lost[n-1].to = seq
 					} else {
-						lost = append(lost, seqSpan{seq, seq})
+						lost = append(lost, seqRange{seq, seq})
 					}
 					if seq <= bk.committed {
 						fail("stream %x: committed seq %d lost (high-water mark %d, committed %d)", stream, seq, c.hwm, bk.committed)
@@ -191,7 +191,7 @@ func powerCutRun(t *testing.T, noSync bool, minCycles, cycles int, budget time.D
 				// took back: the seqs above the reopened high-water
 				// mark are handed out again.
 				bk.acking = append(bk.acking, lost...)
-				bk.acked = slices.DeleteFunc(bk.acked, func(a seqSpan) bool {
+				bk.acked = slices.DeleteFunc(bk.acked, func(a seqRange) bool {
 					for seq := a.from; seq <= a.to; seq++ {
 						if p[seq] {
 							return true
@@ -202,7 +202,7 @@ func powerCutRun(t *testing.T, noSync bool, minCycles, cycles int, budget time.D
 				if stream == c.stream && c.hwm < bk.committed {
 					bk.reused = true
 					bk.committed = c.hwm
-					clip := func(spans []seqSpan) []seqSpan {
+					clip := func(spans []seqRange) []seqRange {
 						out := spans[:0]
 						for _, a := range spans {
 							if a.from <= c.hwm {
@@ -237,10 +237,10 @@ func powerCutRun(t *testing.T, noSync bool, minCycles, cycles int, budget time.D
 			bk.committed = max(bk.committed, life.committed)
 		}
 		for _, a := range life.acking {
-			book(a.stream).acking = append(book(a.stream).acking, a.seqSpan)
+			book(a.stream).acking = append(book(a.stream).acking, a.seqRange)
 		}
 		for _, a := range life.acked {
-			book(a.stream).acked = append(book(a.stream).acked, a.seqSpan)
+			book(a.stream).acked = append(book(a.stream).acked, a.seqRange)
 		}
 		tally.cycles++
 		tally.commitLines += life.commits

@@ -16,6 +16,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/boltfile"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // makeSpoolFile writes a spool holding n committed readings and returns its
@@ -36,7 +38,7 @@ func makeSpoolFile(t *testing.T, opts Options, n int) reading.StreamID {
 
 func quarantinedFiles(t *testing.T, path string) []string {
 	t.Helper()
-	m, err := filepath.Glob(path + quarantineSuffix + "*")
+	m, err := filepath.Glob(path + boltfile.QuarantineSuffix + "*")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,10 +51,10 @@ func TestCorruptFilesAreQuarantined(t *testing.T) {
 		corrupt func(b []byte) []byte
 	}{
 		{"truncated", func(b []byte) []byte { return b[:100] }},
-		{"truncated to 3 pages", func(b []byte) []byte { return b[:3*pageSize] }},
+		{"truncated to 3 pages", func(b []byte) []byte { return b[:3*record.PageSize] }},
 		{"zero-filled", func(b []byte) []byte { return make([]byte, len(b)) }},
 		{"flipped bytes in both meta pages", func(b []byte) []byte {
-			for _, off := range []int{16 + 20, pageSize + 16 + 20} {
+			for _, off := range []int{16 + 20, record.PageSize + 16 + 20} {
 				b[off] ^= 0xff
 			}
 			return b
@@ -113,7 +115,9 @@ func TestNewerFormatIsRefusedNotQuarantined(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Update(func(tx *bolt.Tx) error { return putU64(tx.Bucket(bucketMeta), keyFormat, FormatVersion+1) }); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return record.PutU64(tx.Bucket(record.BucketMeta), record.KeyFormat, FormatVersion+1)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -200,8 +204,8 @@ func TestCorruptPagesAreQuarantinedAtOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for off := 2 * pageSize; off+pageSize <= len(b); off += pageSize {
-		for i := off + 16; i < off+pageSize; i++ {
+	for off := 2 * record.PageSize; off+record.PageSize <= len(b); off += record.PageSize {
+		for i := off + 16; i < off+record.PageSize; i++ {
 			b[i] = 0xa5
 		}
 	}
@@ -235,7 +239,7 @@ func TestCorruptPagesAreQuarantinedAtOpen(t *testing.T) {
 func TestCorruptValueIsDeadLettered(t *testing.T) {
 	// Each keeps the value's length, so the meta counters stay right.
 	for name, garble := range map[string]func(v []byte){
-		"reserved flag": func(v []byte) { v[0] = flagReserved },
+		"reserved flag": func(v []byte) { v[0] = record.FlagReserved },
 		"all 0xff":      func(v []byte) { copy(v, bytes.Repeat([]byte{0xff}, len(v))) },
 		"cut varints":   func(v []byte) { copy(v[1:], bytes.Repeat([]byte{0x80}, len(v)-1)) },
 	} {
@@ -247,10 +251,10 @@ func TestCorruptValueIsDeadLettered(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = db.Update(func(tx *bolt.Tx) error {
-				b := tx.Bucket(streamBucket(old))
-				v := bytes.Clone(b.Get(itob(5)))
+				b := tx.Bucket(record.StreamBucket(old))
+				v := bytes.Clone(b.Get(record.Itob(5)))
 				garble(v)
-				return b.Put(itob(5), v)
+				return b.Put(record.Itob(5), v)
 			})
 			db.Close()
 			if err != nil {
@@ -442,11 +446,11 @@ func TestUnreadableRunDoesNotEndTheDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(streamBucket(old))
+		b := tx.Bucket(record.StreamBucket(old))
 		for seq := uint64(5); seq <= 12; seq++ { // two whole batches of 4
-			v := bytes.Clone(b.Get(itob(seq)))
-			v[0] = flagReserved
-			if err := b.Put(itob(seq), v); err != nil {
+			v := bytes.Clone(b.Get(record.Itob(seq)))
+			v[0] = record.FlagReserved
+			if err := b.Put(record.Itob(seq), v); err != nil {
 				return err
 			}
 		}

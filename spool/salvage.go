@@ -1,18 +1,15 @@
 package spool
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"runtime/debug"
-	"slices"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/record"
+	"github.com/outpost-iot/outpost/spool/salvage"
 )
 
 // SalvageReport says what Salvage recovered.
@@ -44,78 +41,36 @@ const salvageChunk = 10000
 // page reached twice or damaged, what it reaches without those pages is
 // copied into a scratch file beside the spool, and the salvage reads that.
 func (s *Spool) Salvage(ctx context.Context, file string) (rep SalvageReport, err error) {
-	if err := checkPages(file); err != nil {
-		if !errors.Is(err, ErrCorrupt) {
-			return rep, fmt.Errorf("spool: salvage %s: %w", file, err)
-		}
-		scratch := s.opts.Path + salvageScratchSuffix
-		problems, err := rebuildReachable(file, scratch)
+	scratch := s.opts.Path + salvageScratchSuffix
+	rebuilt, damage, err := salvage.Reachable(file, scratch)
+	if rebuilt {
 		defer os.Remove(scratch)
-		rep.Problems = append(rep.Problems, problems...)
-		if err != nil {
-			return rep, fmt.Errorf("spool: salvage %s: %w", file, err)
-		}
-		s.log.Warn("spool: salvage: the file's page graph is damaged, salvaging what is reachable",
-			"file", file, "damage", problems)
-		file = scratch
 	}
-	src, err := bolt.Open(file, 0o400, &bolt.Options{ReadOnly: true, Timeout: s.opts.LockTimeout})
+	rep.Problems = append(rep.Problems, damage...)
 	if err != nil {
 		return rep, fmt.Errorf("spool: salvage %s: %w", file, err)
 	}
-	defer closeQuietly(src)
+	if rebuilt {
+		s.log.Warn("spool: salvage: the file's page graph is damaged, salvaging what is reachable",
+			"file", file, "damage", damage)
+		file = scratch
+	}
+	src, err := salvage.Open(file, s.opts.LockTimeout, &rep.Problems)
+	if err != nil {
+		return rep, fmt.Errorf("spool: salvage %s: %w", file, err)
+	}
+	defer src.Close()
 	old := debug.SetPanicOnFault(true)
 	defer debug.SetPanicOnFault(old)
-
-	var (
-		names   []series
-		boots   []bootRec
-		streams []streamInfo
-		ranges  [][2][]byte
-	)
-	// Each table on its own: a garbled one must not hide the others.
-	tab := newTable()
-	safely(&rep, "read names and boots", func() error {
-		return src.View(func(tx *bolt.Tx) error { return tab.load(tx) })
-	})
-	names, boots = tab.series, tab.boots
-	safely(&rep, "read meta", func() error {
-		return src.View(func(tx *bolt.Tx) error {
-			meta := tx.Bucket(bucketMeta)
-			if meta == nil {
-				return fmt.Errorf("no meta bucket: %w", ErrCorrupt)
-			}
-			c := meta.Cursor()
-			for k, v := c.Seek([]byte{prefixStream}); k != nil && k[0] <= prefixPending; k, v = c.Next() {
-				switch {
-				case k[0] == prefixStream && len(k) == 9 && len(v) == 16:
-					streams = append(streams, streamInfo{id: reading.StreamID(btoi(k[1:])), created: int64(btoi(v[:8])), hwm: btoi(v[8:])})
-				case k[0] == prefixPending && len(k) == 17 && len(v) == 8:
-					ranges = append(ranges, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
-				}
-			}
-			return nil
-		})
-	})
-	safely(&rep, "list buckets", func() error { // streams the meta bucket lost
-		return src.View(func(tx *bolt.Tx) error {
-			return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-				id, err := reading.ParseStreamID(string(name))
-				if err == nil && !slices.ContainsFunc(streams, func(si streamInfo) bool { return si.id == id }) {
-					streams = append(streams, streamInfo{id: id})
-				}
-				return nil
-			})
-		})
-	})
-	if len(names) == 0 {
+	src.ReadTables()
+	if len(src.Series) == 0 {
 		return rep, fmt.Errorf("spool: salvage %s: names table unreadable: %v: %w", file, rep.Problems, ErrCorrupt)
 	}
-	if len(streams) == 0 {
+	if len(src.Streams) == 0 {
 		return rep, fmt.Errorf("spool: salvage %s: no readable stream (%v)", file, rep.Problems)
 	}
-	for _, si := range streams {
-		n, err := s.salvageStream(ctx, src, si, names, boots, &rep)
+	for _, si := range src.Streams {
+		n, err := s.salvageStream(ctx, src, si, &rep)
 		if n > 0 {
 			rep.Streams++
 		}
@@ -123,8 +78,80 @@ func (s *Spool) Salvage(ctx context.Context, file string) (rep SalvageReport, er
 			return rep, err
 		}
 	}
-	err = s.writeTx(func(tx *bolt.Tx, c *counters) error {
-		meta := tx.Bucket(bucketMeta)
+	if err := s.salvageRanges(src.Ranges, &rep); err != nil {
+		return rep, fmt.Errorf("spool: salvage %s: %w", file, err)
+	}
+	s.log.Info("spool: salvaged", "file", file, "streams", rep.Streams, "readings", rep.Readings,
+		"already_present", rep.Present, "ranges", rep.Ranges, "problems", len(rep.Problems))
+	return rep, nil
+}
+
+// salvageStream copies one stream in chunks, re-encoding each reading's
+// series and boot against this spool's tables.
+func (s *Spool) salvageStream(ctx context.Context, src *salvage.File, si record.Stream, rep *SalvageReport) (uint64, error) {
+	var copied uint64
+	for chunk, err := range src.Chunks(ctx, si, salvageChunk) {
+		if err != nil {
+			return copied, fmt.Errorf("spool: salvage: %w", err)
+		}
+		err := s.writeTx(func(tx *bolt.Tx, c *record.Counters) error {
+			return s.copySalvaged(tx, c, si, chunk, rep, &copied)
+		})
+		if err != nil {
+			return copied, fmt.Errorf("spool: salvage stream %v: %w", si.ID, err)
+		}
+	}
+	return copied, nil
+}
+
+// copySalvaged stores a chunk of salvaged readings of stream si that the
+// spool does not hold yet, counting them in c, rep and *copied.
+func (s *Spool) copySalvaged(tx *bolt.Tx, c *record.Counters, si record.Stream, chunk []salvage.Entry, rep *SalvageReport, copied *uint64) error {
+	b, err := tx.CreateBucketIfNotExists(record.StreamBucket(si.ID))
+	if err != nil {
+		return fmt.Errorf("failed to create stream bucket: %w", err)
+	}
+	meta := tx.Bucket(record.BucketMeta)
+	if v := meta.Get(record.StreamKey(si.ID)); v == nil {
+		if err := record.PutStream(meta, si); err != nil {
+			return err
+		}
+	}
+	var scratch []byte
+	for _, e := range chunk {
+		k := record.Itob(e.Seq)
+		if b.Get(k) != nil {
+			rep.Present++
+			continue
+		}
+		scratch = record.AppendSeriesKey(scratch[:0], &e.Reading)
+		st := record.Stored{Time: e.Reading.Time, Value: e.Reading.Value, Unsynced: e.Reading.Unsynced}
+		if st.Series, err = s.tab.SeriesID(tx, scratch); err != nil {
+			return err
+		}
+		if e.Boot != (BootID{}) {
+			if st.Boot, err = s.tab.BootIndex(tx, e.Boot); err != nil {
+				return err
+			}
+			st.HasBoot, st.BootTime = true, e.BootTime
+		}
+		v := record.AppendStored(nil, &st)
+		if err := b.Put(k, v); err != nil {
+			return fmt.Errorf("failed to store seq %d: %w", e.Seq, err)
+		}
+		c.Readings++
+		c.Bytes += uint64(len(k) + len(v) + record.EntryOverhead)
+		rep.Readings++
+		*copied++
+	}
+	return nil
+}
+
+// salvageRanges carries the salvaged file's unreported ranges over, those
+// the spool does not hold yet.
+func (s *Spool) salvageRanges(ranges [][2][]byte, rep *SalvageReport) error {
+	return s.writeTx(func(tx *bolt.Tx, c *record.Counters) error {
+		meta := tx.Bucket(record.BucketMeta)
 		for _, r := range ranges {
 			if meta.Get(r[0]) == nil {
 				if err := meta.Put(r[0], r[1]); err != nil {
@@ -135,238 +162,37 @@ func (s *Spool) Salvage(ctx context.Context, file string) (rep SalvageReport, er
 		}
 		return nil
 	})
-	if err != nil {
-		return rep, fmt.Errorf("spool: salvage %s: %w", file, err)
-	}
-	s.log.Info("spool: salvaged", "file", file, "streams", rep.Streams, "readings", rep.Readings,
-		"already_present", rep.Present, "ranges", rep.Ranges, "problems", len(rep.Problems))
-	return rep, nil
-}
-
-// safely runs fn, turning a panic or an error into a problem of the report.
-func safely(rep *SalvageReport, what string, fn func() error) (ok bool) {
-	defer func() {
-		if p := recover(); p != nil {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: panic: %v", what, p))
-			ok = false
-		}
-	}()
-	if err := fn(); err != nil {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %v", what, err))
-		return false
-	}
-	return true
-}
-
-// salvageStream copies one stream in chunks, re-encoding each reading's
-// series and boot against this spool's tables.
-func (s *Spool) salvageStream(ctx context.Context, src *bolt.DB, si streamInfo, names []series, boots []bootRec, rep *SalvageReport) (uint64, error) {
-	var copied uint64
-	from, last := uint64(1), si.hwm
-	safely(rep, fmt.Sprintf("stream %v last seq", si.id), func() error {
-		return src.View(func(tx *bolt.Tx) error {
-			if b := tx.Bucket(streamBucket(si.id)); b != nil {
-				if k, _ := b.Cursor().Last(); len(k) == 8 {
-					last = max(last, btoi(k))
-				}
-			}
-			return nil
-		})
-	})
-	for {
-		if err := ctx.Err(); err != nil {
-			return copied, fmt.Errorf("spool: salvage: %w", err)
-		}
-		type entry struct {
-			seq      uint64
-			r        reading.Reading
-			boot     BootID // zero: no boot clock
-			bootTime time.Duration
-		}
-		var chunk []entry
-		done := true
-		ok := safely(rep, fmt.Sprintf("stream %v from seq %d", si.id, from), func() error {
-			return src.View(func(tx *bolt.Tx) error {
-				b := tx.Bucket(streamBucket(si.id))
-				if b == nil {
-					return nil
-				}
-				c := b.Cursor()
-				for k, v := c.Seek(itob(from)); k != nil; k, v = c.Next() {
-					if len(chunk) == salvageChunk {
-						done = false
-						break
-					}
-					seq := btoi(k)
-					d, err := decodeStored(v)
-					if err != nil {
-						return fmt.Errorf("seq %d: %w", seq, err)
-					}
-					if int(d.series) >= len(names) || d.hasBoot && int(d.boot) >= len(boots) {
-						return fmt.Errorf("seq %d: unknown series or boot: %w", seq, ErrCorrupt)
-					}
-					// The offset lives in the old file's boots table:
-					// apply it now, as the readings are rewritten.
-					correct(&d, boots)
-					n := names[d.series]
-					e := entry{seq: seq, r: reading.Reading{Sensor: n.sensor, Unit: n.unit, Labels: n.labels,
-						Value: d.value, Time: d.time, Unsynced: d.unsynced}}
-					if d.hasBoot {
-						e.boot, e.bootTime = boots[d.boot].id, d.bootTime
-					}
-					chunk = append(chunk, e)
-					from = seq + 1
-				}
-				return nil
-			})
-		})
-		if len(chunk) > 0 {
-			err := s.writeTx(func(tx *bolt.Tx, c *counters) error {
-				b, err := tx.CreateBucketIfNotExists(streamBucket(si.id))
-				if err != nil {
-					return fmt.Errorf("failed to create stream bucket: %w", err)
-				}
-				meta := tx.Bucket(bucketMeta)
-				if v := meta.Get(streamKey(si.id)); v == nil {
-					if err := putStream(meta, si); err != nil {
-						return err
-					}
-				}
-				var scratch []byte
-				for _, e := range chunk {
-					k := itob(e.seq)
-					if b.Get(k) != nil {
-						rep.Present++
-						continue
-					}
-					scratch = appendSeriesKey(scratch[:0], &e.r)
-					st := stored{time: e.r.Time, value: e.r.Value, unsynced: e.r.Unsynced}
-					if st.series, err = s.tab.seriesID(tx, scratch); err != nil {
-						return err
-					}
-					if e.boot != (BootID{}) {
-						if st.boot, err = s.tab.bootIndex(tx, e.boot); err != nil {
-							return err
-						}
-						st.hasBoot, st.bootTime = true, e.bootTime
-					}
-					v := appendStored(nil, &st)
-					if err := b.Put(k, v); err != nil {
-						return fmt.Errorf("failed to store seq %d: %w", e.seq, err)
-					}
-					c.readings++
-					c.bytes += uint64(len(k) + len(v) + entryOverhead)
-					rep.Readings++
-					copied++
-				}
-				return nil
-			})
-			if err != nil {
-				return copied, fmt.Errorf("spool: salvage stream %v: %w", si.id, err)
-			}
-		}
-		switch {
-		case ok && done:
-			return copied, nil
-		case ok:
-		case from > last:
-			return copied, nil
-		default:
-			next, found := nextReadable(src, si.id, from, last)
-			if !found {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("stream %v: seqs from %d unreadable", si.id, from))
-				return copied, nil
-			}
-			rep.Problems = append(rep.Problems, fmt.Sprintf("stream %v: seqs %d–%d unreadable, skipped", si.id, from, next-1))
-			from = next
-		}
-	}
-}
-
-// nextReadable finds the first seq after bad (whose page is unreadable)
-// from which the stream reads again: an exponential search forward, then a
-// binary search back to the edge of the damage.
-func nextReadable(src *bolt.DB, id reading.StreamID, bad, last uint64) (uint64, bool) {
-	probe := func(seq uint64) bool {
-		var scratch SalvageReport
-		return safely(&scratch, "probe", func() error {
-			return src.View(func(tx *bolt.Tx) error {
-				b := tx.Bucket(streamBucket(id))
-				if b == nil {
-					return ErrNotFound
-				}
-				k, v := b.Cursor().Seek(itob(seq))
-				if k == nil {
-					return nil
-				}
-				_, err := decodeStored(v)
-				return err
-			})
-		})
-	}
-	lo, hi := bad, uint64(0)
-	for step := uint64(1); bad+step <= last; step *= 2 {
-		if probe(bad + step) {
-			hi = bad + step
-			break
-		}
-		lo = bad + step
-	}
-	if hi == 0 {
-		return 0, false
-	}
-	for hi-lo > 1 {
-		mid := lo + (hi-lo)/2
-		if probe(mid) {
-			hi = mid
-		} else {
-			lo = mid
-		}
-	}
-	return hi, true
 }
 
 // writeTx runs fn in a write transaction beside the writer (never during
 // one of its commits), with the meta counters, and installs the result.
-func (s *Spool) writeTx(fn func(tx *bolt.Tx, c *counters) error) error {
+func (s *Spool) writeTx(fn func(tx *bolt.Tx, c *record.Counters) error) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	nS, nB := s.tab.mark()
-	var c counters
-	var streams []streamInfo
+	nS, nB := s.tab.Mark()
+	var c record.Counters
+	var streams []record.Stream
 	err := s.update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
+		meta := tx.Bucket(record.BucketMeta)
 		if meta == nil {
 			return fmt.Errorf("meta bucket missing: %w", ErrCorrupt)
 		}
-		c = readCounters(meta)
+		c = record.ReadCounters(meta)
 		if err := fn(tx, &c); err != nil {
 			return err
 		}
-		cur := meta.Cursor()
-		for k, v := cur.Seek([]byte{prefixStream}); k != nil && k[0] == prefixStream; k, v = cur.Next() {
-			if len(k) == 9 && len(v) == 16 {
-				streams = append(streams, streamInfo{id: reading.StreamID(btoi(k[1:])), created: int64(btoi(v[:8])), hwm: btoi(v[8:])})
-			}
-		}
-		return writeCounters(meta, c)
+		streams, _ = record.ReadStreams(meta) // the well-formed ones
+		return record.WriteCounters(meta, c)
 	})
 	if err != nil {
-		s.tab.rollback(nS, nB)
+		s.tab.Rollback(nS, nB)
 		return err
 	}
-	sortStreams(streams)
+	record.SortStreams(streams)
 	s.mu.Lock()
 	s.counters = c
 	s.streams = streams
 	s.mu.Unlock()
 	s.kickNotify()
 	return nil
-}
-
-func (s *Spool) kickNotify() {
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync/atomic"
 	"testing"
+
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 func TestSalvageQuarantinedFileKeepsStreamAndSeq(t *testing.T) {
@@ -84,18 +86,18 @@ func TestSalvageOfGarbledFileKeepsWhatItCan(t *testing.T) {
 	used := int(pagesInUse(t, src.Path))
 	const leafPage = 0x02
 	garbled := 0
-	for off := 2 * pageSize; off < used*4/10; off += pageSize {
+	for off := 2 * record.PageSize; off < used*4/10; off += record.PageSize {
 		count := int(binary.LittleEndian.Uint16(b[off+10:]))
 		if binary.LittleEndian.Uint16(b[off+8:]) != leafPage || count == 0 {
 			continue
 		}
 		last := off + 16 + (count-1)*16
 		pos, ksize := int(binary.LittleEndian.Uint32(b[last+4:])), int(binary.LittleEndian.Uint32(b[last+8:]))
-		if ksize != 8 || last+pos+8 > off+pageSize || btoi(b[last+pos:last+pos+8]) >= 4000 {
+		if ksize != 8 || last+pos+8 > off+record.PageSize || record.Btoi(b[last+pos:last+pos+8]) >= 4000 {
 			continue
 		}
 		garbled++
-		for i := off + 16; i < off+pageSize; i++ {
+		for i := off + 16; i < off+record.PageSize; i++ {
 			b[i] = 0x5a
 		}
 	}

@@ -3,13 +3,15 @@ package spool
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
+
+	"github.com/outpost-iot/outpost/spool/boltfile"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // A full disk. bbolt commits copy-on-write: every page a commit changes is
@@ -39,7 +41,7 @@ const (
 	// reserveBytes is the headroom kept preallocated past the file's
 	// high-water mark: several drop transactions (each writes the paths
 	// from the root to the leaves it changes, a handful of pages).
-	reserveBytes = 16 * pageSize
+	reserveBytes = 16 * record.PageSize
 	// pathPages is what a commit writes beyond its new leaves: the
 	// branches above them, the meta bucket and the root, with a margin.
 	pathPages = 8
@@ -93,12 +95,12 @@ func (s *Spool) freePages() int {
 func (s *Spool) filePages() int {
 	var size int64
 	_ = s.view(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
-	return int(size / pageSize)
+	return int(size / record.PageSize)
 }
 
 // pagesFor estimates the pages a commit of n new readings writes.
 func pagesFor(n int) int {
-	return (n*estimatedSize+pageSize-1)/pageSize + pathPages
+	return (n*estimatedSize+record.PageSize-1)/record.PageSize + pathPages
 }
 
 // makeRoom, out of space with policy drop_oldest, drops the oldest
@@ -111,37 +113,37 @@ func (s *Spool) makeRoom(n int, failed bool) (uint64, error) {
 		return 0, nil
 	}
 	s.mu.Lock()
-	c, streams := s.counters, append([]streamInfo(nil), s.streams...)
+	c, streams := s.counters, append([]record.Stream(nil), s.streams...)
 	s.mu.Unlock()
-	if c.readings == 0 {
+	if c.Readings == 0 {
 		return 0, errors.New("spool: no committed readings to drop for space")
 	}
 	pages := max(need-avail, 0) + min(max(s.filePages()/16, minSlackPages), maxSlackPages)
 	if failed { // the estimate was short: drop more
-		pages = max(pages, int(c.bytes/8/pageSize))
+		pages = max(pages, int(c.Bytes/8/record.PageSize))
 	}
-	target := c.bytes - min(uint64(pages)*pageSize, c.bytes)
+	target := c.Bytes - min(uint64(pages)*record.PageSize, c.Bytes)
 	return s.dropTo(streams, target)
 }
 
 // dropTo drops the oldest readings, oldest stream first, until the
 // logical size is at most target, in a transaction of its own.
-func (s *Spool) dropTo(streams []streamInfo, target uint64) (uint64, error) {
+func (s *Spool) dropTo(streams []record.Stream, target uint64) (uint64, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	var c counters
+	var c record.Counters
 	var n uint64
 	err := s.update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
+		meta := tx.Bucket(record.BucketMeta)
 		if meta == nil {
 			return fmt.Errorf("meta bucket missing: %w", ErrCorrupt)
 		}
-		c = readCounters(meta)
+		c = record.ReadCounters(meta)
 		var err error
-		if n, err = dropOver(tx, meta, &c, streams, target); err != nil {
+		if n, err = record.DropOver(tx, meta, &c, streams, target); err != nil {
 			return err
 		}
-		return writeCounters(meta, c)
+		return record.WriteCounters(meta, c)
 	})
 	if err != nil {
 		return 0, err
@@ -151,7 +153,7 @@ func (s *Spool) dropTo(streams []streamInfo, target uint64) (uint64, error) {
 	s.counters = c
 	s.mu.Unlock()
 	s.space.dropped += n
-	s.log.Debug("spool: dropped the oldest readings to make room on a full disk", "path", s.opts.Path, "dropped", n, "dropped_total", c.dropped)
+	s.log.Debug("spool: dropped the oldest readings to make room on a full disk", "path", s.opts.Path, "dropped", n, "dropped_total", c.Dropped)
 	return n, nil
 }
 
@@ -170,7 +172,7 @@ func (s *Spool) setOutOfSpace(cause error) {
 	if s.opts.Policy == RejectNew {
 		what = "refusing new readings while the file has no free pages"
 	}
-	s.log.Warn("spool: disk full, "+what, "path", s.opts.Path, "policy", s.opts.Policy.String(), "error", cause)
+	s.log.Warn("spool: disk full, "+what, "path", s.opts.Path, "policy", s.opts.Policy.String(), "err", cause)
 	s.updateRefuseLocked(free)
 }
 
@@ -216,7 +218,7 @@ func (s *Spool) afterCommit() {
 	s.space.lastTry = time.Now()
 	var err error
 	if s.space.noFallocate {
-		err = s.statfsRoom()
+		err = boltfile.Room(filepath.Dir(s.opts.Path), 2*reserveBytes)
 	} else {
 		// Out of space, the probe must need new blocks: past what is
 		// preallocated already.
@@ -224,7 +226,7 @@ func (s *Spool) afterCommit() {
 		if full {
 			to = max(hwm, s.space.backedTo) + 2*reserveBytes
 		}
-		if err = preallocate(s.opts.Path, hwm, to); err == nil {
+		if err = boltfile.Preallocate(s.opts.Path, hwm, to); err == nil {
 			s.space.backedTo = to
 		}
 	}
@@ -238,9 +240,9 @@ func (s *Spool) afterCommit() {
 		s.setOutOfSpace(err)
 	case errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL):
 		s.space.noFallocate = true
-		s.log.Debug("spool: the file system cannot preallocate; no headroom kept", "path", s.opts.Path, "error", err)
+		s.log.Debug("spool: the file system cannot preallocate; no headroom kept", "path", s.opts.Path, "err", err)
 	default:
-		s.log.Warn("spool: preallocating headroom failed", "path", s.opts.Path, "error", err)
+		s.log.Warn("spool: preallocating headroom failed", "path", s.opts.Path, "err", err)
 	}
 	if full || err != nil {
 		s.updateRefuse()
@@ -254,19 +256,6 @@ func (s *Spool) updateRefuse() {
 	s.mu.Unlock()
 }
 
-// statfsRoom tells, where fallocate is not supported, whether the file
-// system has room for twice the headroom again.
-func (s *Spool) statfsRoom() error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(filepath.Dir(s.opts.Path), &st); err != nil {
-		return &os.PathError{Op: "statfs", Path: filepath.Dir(s.opts.Path), Err: err}
-	}
-	if int64(st.Bavail)*int64(st.Bsize) < 2*reserveBytes {
-		return syscall.ENOSPC
-	}
-	return nil
-}
-
 // leaveOutOfSpace ends an out-of-space episode. Writer only.
 func (s *Spool) leaveOutOfSpace() {
 	s.mu.Lock()
@@ -275,21 +264,4 @@ func (s *Spool) leaveOutOfSpace() {
 	s.log.Info("spool: disk has space again", "path", s.opts.Path,
 		"full_s", time.Since(s.space.since).Seconds(), "dropped", s.space.dropped,
 		"rejected", s.rejected-s.space.rejected)
-}
-
-// preallocate backs the bytes [from, to) of the file at path with disk
-// blocks, growing the file if needed. (bbolt grows its file with ftruncate,
-// which leaves holes: a write into a hole needs a block too.) The file is
-// opened anew: bbolt does not share its descriptor, and the spool's
-// lock is the writer's own.
-func preallocate(path string, from, to int64) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := unix.Fallocate(int(f.Fd()), 0, from, to-from); err != nil {
-		return &os.PathError{Op: "fallocate", Path: path, Err: err}
-	}
-	return nil
 }

@@ -2,21 +2,20 @@ package spool
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/boltfile"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // Spool is an open spool file. Its methods are safe for concurrent use.
@@ -28,25 +27,28 @@ type Spool struct {
 	// replaces; read transactions hold it for reading.
 	dbMu sync.RWMutex
 	db   *bolt.DB
-	tab  *table
+	tab  *record.Table
 
 	// writeMu serialises the writer's commits, quarantines and
 	// compactions with other write transactions (salvage), which share
-	// the names table. Lock order: writeMu, dbMu, drainMu, mu.
+	// the names table.
+	//
+	// Lock order: writeMu, dbMu, drainMu, mu; the names table's own lock
+	// (tab.RLock) is taken last, never with mu held.
 	writeMu sync.Mutex
 
 	drainMu   sync.Mutex
 	cursor    map[reading.StreamID]uint64 // next seq to hand out, per stream
 	handed    map[rangeKey]uint64         // pending ranges handed out: → to
-	resent    map[reading.StreamID][]seqSpan
-	fresh     map[reading.StreamID]seqSpan // handed out newest-first by NextFresh
-	bounds    []int                        // by series id of boundsTab: lineBound's cache
-	boundsTab *table                       // the table bounds was made for
+	resent    map[reading.StreamID][]seqRange
+	fresh     map[reading.StreamID]seqRange // handed out newest-first by NextFresh
+	bounds    []int                         // by series id of boundsTab: lineBound's cache
+	boundsTab *record.Table                 // the table bounds was made for
 
 	mu         sync.Mutex
 	closed     bool
 	stream     reading.StreamID // the live stream
-	streams    []streamInfo     // oldest first
+	streams    []record.Stream  // oldest first
 	nextSeq    uint64           // next seq to assign in the live stream
 	buf        []pending        // appended, not committed, seq order
 	inCommit   int              // buf[:inCommit] is being committed
@@ -54,8 +56,8 @@ type Spool struct {
 	acks       []ackOp
 	ackWaiting int // readings in acks (acknowledged, not taken by a commit yet)
 	ops        []*op
-	counters   counters // as last committed
-	committed  uint64   // live seq high-water mark as last committed
+	counters   record.Counters // as last committed
+	committed  uint64          // live seq high-water mark as last committed
 	failing    bool
 	failures   int
 	lastErr    error
@@ -93,20 +95,18 @@ type pending struct {
 	seq      uint64
 }
 
+// seqRange is the seqs from–to of a stream, both included.
 type seqRange struct{ from, to uint64 }
-
-type seqSpan = seqRange
 
 type rangeKey struct {
 	stream reading.StreamID
 	from   uint64
 }
 
-// counters are the meta bucket's counters.
-type counters struct {
-	bytes, readings                          uint64
-	dropped, deadLettered, purged, quarantin uint64
-}
+// FormatVersion is the version of the file format this release writes
+// (package record describes it). Files of an older version are read; a
+// newer one is refused with ErrNewerFormat.
+const FormatVersion = record.FormatVersion
 
 // Open opens (or creates) the spool file at opts.Path and starts its
 // writer. A file that cannot be read as a spool is quarantined: renamed to
@@ -123,8 +123,8 @@ func Open(opts Options) (*Spool, error) {
 		log:      opts.Logger,
 		cursor:   map[reading.StreamID]uint64{},
 		handed:   map[rangeKey]uint64{},
-		resent:   map[reading.StreamID][]seqSpan{},
-		fresh:    map[reading.StreamID]seqSpan{},
+		resent:   map[reading.StreamID][]seqRange{},
+		fresh:    map[reading.StreamID]seqRange{},
 		commitCh: make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 		notify:   make(chan struct{}, 1),
@@ -146,27 +146,30 @@ func (s *Spool) openFile(quarantined uint64) error {
 	path := s.opts.Path
 	_ = os.Remove(compactPath(path)) // a compaction's leftover
 	died := beginOpen(path)
-	err := s.precheck(died > 0)
+	err := boltfile.Check(path, died > 0, s.opts.LockTimeout)
+	if err != nil {
+		err = fmt.Errorf("spool: %w", err)
+	}
 	if err == nil && died >= maxOpenAttempts {
 		err = fmt.Errorf("spool: open %s: %d opens in a row died: %w", path, died, ErrCorrupt)
 	}
 	if died > 0 {
-		s.log.Warn("spool: an earlier open did not finish, the file was checked", "path", path, "died", died, "error", err)
+		s.log.Warn("spool: an earlier open did not finish, the file was checked", "path", path, "died", died, "err", err)
 	}
 	var db *bolt.DB
 	if err == nil {
-		readAhead(path)
+		boltfile.ReadAhead(path)
 		db, err = s.openBolt()
 	}
 	if err == nil {
-		var st loaded
+		var st record.State
 		st, err = s.load(db, quarantined)
 		if err == nil {
 			endOpen(path)
 			s.install(db, st)
 			return nil
 		}
-		closeQuietly(db)
+		boltfile.Close(db)
 	}
 	if !isCorrupt(err) {
 		endOpen(path)
@@ -183,205 +186,62 @@ func (s *Spool) openFile(quarantined uint64) error {
 	}
 	st, err := s.load(db, quarantined+1)
 	if err != nil {
-		closeQuietly(db)
+		boltfile.Close(db)
 		return fmt.Errorf("spool: open new file after quarantine of %s: %w", q, err)
 	}
 	s.install(db, st)
 	return nil
 }
 
-func (s *Spool) openBolt() (db *bolt.DB, err error) {
-	path := s.opts.Path
-	defer func() {
-		if p := recover(); p != nil {
-			db, err = nil, fmt.Errorf("spool: open %s: bbolt panic: %v: %w", path, p, ErrCorrupt)
-		}
-	}()
-	db, err = bolt.Open(path, 0o600, &bolt.Options{
+// openBolt opens the file for writing: page size 4096, freelist not synced.
+func (s *Spool) openBolt() (*bolt.DB, error) {
+	db, err := boltfile.Open(s.opts.Path, &bolt.Options{
 		Timeout:        s.opts.LockTimeout,
-		PageSize:       pageSize,
+		PageSize:       record.PageSize,
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
 		NoSync:         s.opts.UnsafeNoSync,
 	})
 	if err != nil {
-		return nil, s.openErr(err)
+		return nil, fmt.Errorf("spool: %w", err)
 	}
 	return db, nil
 }
 
-// openErr wraps an error of bolt.Open, naming the lock's holder.
-func (s *Spool) openErr(err error) error {
-	path := s.opts.Path
-	if errors.Is(err, berrors.ErrTimeout) {
-		return fmt.Errorf("spool: open %s: %w after %v (%s)", path, ErrLocked, s.opts.LockTimeout, lockHolder(path))
-	}
-	return fmt.Errorf("spool: open %s: %w", path, err)
-}
-
-// loaded is the state read from a file at open.
-type loaded struct {
-	tab      *table
-	stream   reading.StreamID
-	streams  []streamInfo
-	seq      uint64
-	counters counters
-}
-
-// load checks the format, creates the buckets of a new file and reads the
-// state of the file into memory (never the backlog).
-func (s *Spool) load(db *bolt.DB, quarantined uint64) (st loaded, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("spool: load %s: bbolt panic: %v: %w", s.opts.Path, p, ErrCorrupt)
-		}
-	}()
-	// Check in a read transaction; write (and fsync) only what changes.
-	var (
-		write   func(tx *bolt.Tx) error
-		created bool
-	)
-	err = db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
-			empty := true
-			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
-			if !empty {
-				return fmt.Errorf("no meta bucket: not a spool file: %w", ErrCorrupt)
-			}
-			write = func(tx *bolt.Tx) error { return s.initFile(tx, quarantined) }
-			created = true
-			return nil
-		}
-		v := getU64(meta, keyFormat)
-		if v > FormatVersion {
-			return fmt.Errorf("%w: version %d, this release reads up to %d", ErrNewerFormat, v, FormatVersion)
-		}
-		if v == 0 {
-			return fmt.Errorf("meta has no format version: %w", ErrCorrupt)
-		}
-		if quarantined > getU64(meta, keyQuarantined) {
-			write = func(tx *bolt.Tx) error { return putU64(tx.Bucket(bucketMeta), keyQuarantined, quarantined) }
-		}
-		return nil
-	})
-	if err == nil && write != nil {
-		err = db.Update(write)
-	}
-	if err == nil && created {
-		// A new file's name is durable only once its directory is
-		// synced; until then a power cut can take the file and every
-		// reading committed in it.
-		syncDir(filepath.Dir(s.opts.Path))
-	}
-	if err != nil {
-		return st, fmt.Errorf("spool: open %s: %w", s.opts.Path, err)
-	}
-	err = db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		st.stream = reading.StreamID(getU64(meta, keyStream))
-		st.seq = getU64(meta, keySeq)
-		st.counters = counters{
-			bytes:        getU64(meta, keyBytes),
-			readings:     getU64(meta, keyReadings),
-			dropped:      getU64(meta, keyDropped),
-			deadLettered: getU64(meta, keyDeadLettered),
-			purged:       getU64(meta, keyPurged),
-			quarantin:    getU64(meta, keyQuarantined),
-		}
-		c := meta.Cursor()
-		for k, v := c.Seek([]byte{prefixStream}); k != nil && k[0] == prefixStream; k, v = c.Next() {
-			if len(k) != 9 || len(v) != 16 {
-				return fmt.Errorf("stream record %x: %w", k, ErrCorrupt)
-			}
-			st.streams = append(st.streams, streamInfo{
-				id:      reading.StreamID(btoi(k[1:])),
-				created: int64(btoi(v[:8])),
-				hwm:     btoi(v[8:]),
-			})
-		}
-		if st.stream == 0 || !slices.ContainsFunc(st.streams, func(i streamInfo) bool { return i.id == st.stream }) {
-			return fmt.Errorf("live stream %v not recorded: %w", st.stream, ErrCorrupt)
-		}
-		sortStreams(st.streams)
-		st.tab = newTable()
-		return st.tab.load(tx)
+// load checks the format, creates the buckets of a new file (with a new
+// stream) and reads the state of the file into memory (never the backlog).
+func (s *Spool) load(db *bolt.DB, quarantined uint64) (record.State, error) {
+	st, err := record.Load(db, quarantined, func() record.Stream {
+		id := reading.NewStreamID()
+		s.log.Info("spool: new stream", "path", s.opts.Path, "stream", id.String())
+		return record.Stream{ID: id, Created: s.opts.Now().UnixNano()}
 	})
 	if err != nil {
-		return st, fmt.Errorf("spool: open %s: %w", s.opts.Path, err)
+		return st, fmt.Errorf("spool: %w", err)
 	}
 	return st, nil
 }
 
-func sortStreams(ss []streamInfo) {
-	slices.SortFunc(ss, func(a, b streamInfo) int {
-		if a.created != b.created {
-			return cmpInt64(a.created, b.created)
-		}
-		return cmpInt64(int64(a.id>>1), int64(b.id>>1))
-	})
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// initFile writes the meta bucket of a new file with a new stream.
-func (s *Spool) initFile(tx *bolt.Tx, quarantined uint64) error {
-	meta, err := tx.CreateBucket(bucketMeta)
-	if err != nil {
-		return fmt.Errorf("failed to create meta bucket: %w", err)
-	}
-	id := reading.NewStreamID()
-	for _, kv := range []struct {
-		k []byte
-		v uint64
-	}{{keyFormat, FormatVersion}, {keyStream, uint64(id)}, {keyQuarantined, quarantined}} {
-		if err := putU64(meta, kv.k, kv.v); err != nil {
-			return err
-		}
-	}
-	if err := putStream(meta, streamInfo{id: id, created: s.opts.Now().UnixNano()}); err != nil {
-		return err
-	}
-	if _, err := tx.CreateBucket(streamBucket(id)); err != nil {
-		return fmt.Errorf("failed to create stream bucket: %w", err)
-	}
-	s.log.Info("spool: new stream", "path", s.opts.Path, "stream", id.String())
-	return nil
-}
-
 // install makes a freshly loaded file the spool's file.
-func (s *Spool) install(db *bolt.DB, st loaded) {
-	s.db, s.tab = db, st.tab
+func (s *Spool) install(db *bolt.DB, st record.State) {
+	s.db, s.tab = db, st.Table
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	newStream := s.stream != st.stream
-	s.stream, s.streams = st.stream, st.streams
-	s.counters, s.committed = st.counters, st.seq
+	newStream := s.stream != st.Stream
+	s.stream, s.streams = st.Stream, st.Streams
+	s.counters, s.committed = st.Counters, st.Seq
 	if !newStream { // reopened after a compaction
-		s.nextSeq = max(s.nextSeq, st.seq+1)
+		s.nextSeq = max(s.nextSeq, st.Seq+1)
 		return
 	}
 	// Buffered readings of a quarantined file were never committed, so
 	// nobody has seen their seqs: they continue the new stream.
-	s.nextSeq = st.seq + 1
+	s.nextSeq = st.Seq + 1
 	for i := range s.buf {
 		s.buf[i].seq = s.nextSeq
 		s.nextSeq++
 	}
 	s.bufDropped = nil
-}
-
-func closeQuietly(db *bolt.DB) {
-	defer func() { _ = recover() }()
-	_ = db.Close()
 }
 
 // Append adds a reading to the spool and returns the seq it was given in
@@ -411,10 +271,10 @@ func (s *Spool) Append(ctx context.Context, r reading.Reading, bootTime time.Dur
 			s.mu.Unlock()
 			return 0, fmt.Errorf("spool: append: %w", ErrClosed)
 		}
-		if s.opts.Policy == RejectNew && s.counters.bytes+uint64(len(s.buf))*estimatedSize >= uint64(s.opts.MaxBytes) {
+		if s.opts.Policy == RejectNew && s.counters.Bytes+uint64(len(s.buf))*estimatedSize >= uint64(s.opts.MaxBytes) {
 			s.rejected++
 			s.mu.Unlock()
-			return 0, fmt.Errorf("spool: append: %w (%d bytes, cap %d)", ErrFull, s.counters.bytes, s.opts.MaxBytes)
+			return 0, fmt.Errorf("spool: append: %w (%d bytes, cap %d)", ErrFull, s.counters.Bytes, s.opts.MaxBytes)
 		}
 		if s.refuse {
 			s.rejected++
@@ -476,13 +336,22 @@ func (s *Spool) dropBuffered() {
 		s.bufDropped[n-1].to = seq
 	} else {
 		s.bufDropped = append(s.bufDropped, seqRange{seq, seq})
-		s.log.Warn("spool: buffer full while commits fail, dropping oldest buffered readings", "from_seq", seq, "error", s.lastErr)
+		s.log.Warn("spool: buffer full while commits fail, dropping oldest buffered readings", "from_seq", seq, "err", s.lastErr)
 	}
 }
 
 func (s *Spool) kickWriter() {
 	select {
 	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// kickNotify wakes a drain waiting on Committed (a wake pending already
+// is enough).
+func (s *Spool) kickNotify() {
+	select {
+	case s.notify <- struct{}{}:
 	default:
 	}
 }
@@ -608,14 +477,14 @@ func (s *Spool) Stats() (Stats, error) {
 		Path:         s.opts.Path,
 		Stream:       s.stream,
 		Seq:          s.committed,
-		Readings:     s.counters.readings,
-		Bytes:        s.counters.bytes,
+		Readings:     s.counters.Readings,
+		Bytes:        s.counters.Bytes,
 		Buffered:     len(s.buf),
 		Streams:      len(s.streams),
-		Dropped:      s.counters.dropped,
-		DeadLettered: s.counters.deadLettered,
-		Purged:       s.counters.purged,
-		Quarantined:  s.counters.quarantin,
+		Dropped:      s.counters.Dropped,
+		DeadLettered: s.counters.DeadLettered,
+		Purged:       s.counters.Purged,
+		Quarantined:  s.counters.Quarantined,
 		Commits:      s.commits.Load(),
 		Compactions:  s.compactions.Load(),
 		Failing:      s.failing,
@@ -630,21 +499,12 @@ func (s *Spool) Stats() (Stats, error) {
 	if fi, err := os.Stat(s.opts.Path); err == nil {
 		st.FileSize = fi.Size()
 	}
-	err := s.view(func(tx *bolt.Tx) error {
-		for _, si := range streams {
-			b := tx.Bucket(streamBucket(si.id))
-			if b == nil {
-				continue
-			}
-			if _, v := b.Cursor().First(); v != nil {
-				d, err := decodeStored(v)
-				if err != nil {
-					return fmt.Errorf("stream %v oldest reading: %w: %w", si.id, err, ErrCorrupt)
-				}
-				st.Oldest = d.time
-				return nil
-			}
+	err := s.oldest(streams, func(stream reading.StreamID, v []byte) error {
+		d, err := record.DecodeStored(v)
+		if err != nil {
+			return fmt.Errorf("stream %v oldest reading: %w: %w", stream, err, ErrCorrupt)
 		}
+		st.Oldest = d.Time
 		return nil
 	})
 	return st, err

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outpost-iot/outpost/spool/boltfile"
 )
 
 // salvagedSuffix marks a quarantined file checkSpool has salvaged, so that
@@ -56,7 +58,7 @@ func checkSpoolOnce(t *testing.T, path string) error {
 		return err
 	}
 	fmt.Println("check", uint64(st.Stream), st.Seq, st.Readings, st.Quarantined)
-	files, _ := filepath.Glob(path + quarantineSuffix + "*")
+	files, _ := filepath.Glob(path + boltfile.QuarantineSuffix + "*")
 	for _, f := range files {
 		if strings.HasSuffix(f, salvagedSuffix) {
 			continue
@@ -70,7 +72,7 @@ func checkSpoolOnce(t *testing.T, path string) error {
 		if err := os.Rename(f, f+salvagedSuffix); err != nil {
 			return err
 		}
-		syncDir(filepath.Dir(path))
+		boltfile.SyncDir(filepath.Dir(path))
 	}
 	type run struct{ stream, from, to uint64 }
 	var runs []run
@@ -135,7 +137,7 @@ func (c *spoolCheck) parse(f []string) {
 	case "check":
 		c.stream, c.hwm, c.readings, c.quarantined = u(1), u(2), u(3), u(4)
 	case "run":
-		c.runs = append(c.runs, streamSpan{u(1), seqSpan{u(2), u(3)}})
+		c.runs = append(c.runs, streamSpan{u(1), seqRange{u(2), u(3)}})
 	case "bad":
 		c.bad = append(c.bad, strings.Join(f, " "))
 	case "salvaged":

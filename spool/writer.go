@@ -10,6 +10,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outpost-iot/outpost/internal/reading"
+	"github.com/outpost-iot/outpost/spool/boltfile"
+	"github.com/outpost-iot/outpost/spool/record"
 )
 
 // A failed commit is tried again after retryInterval, doubling up to
@@ -63,7 +65,7 @@ func (s *Spool) run() {
 		s.afterCommit()
 		if time.Now().After(s.space.compactAt) && s.compactDue() {
 			if err := s.compact(); err != nil {
-				s.log.Error("spool: compaction failed", "path", s.opts.Path, "error", err)
+				s.log.Error("spool: compaction failed", "path", s.opts.Path, "err", err)
 				if isNoSpace(err) { // it needs room for the new file
 					s.space.compactAt = time.Now().Add(compactSpaceRetry)
 				}
@@ -78,7 +80,7 @@ func (s *Spool) shutdown() {
 	if s.db != nil {
 		s.syncFreelist()
 		if err := s.db.Close(); err != nil {
-			s.log.Error("spool: close failed", "path", s.opts.Path, "error", err)
+			s.log.Error("spool: close failed", "path", s.opts.Path, "err", err)
 		}
 		s.db = nil
 	}
@@ -106,18 +108,42 @@ func (s *Spool) syncFreelist() {
 	}()
 	s.db.NoFreelistSync = false
 	if err := s.db.Update(func(*bolt.Tx) error { return nil }); err != nil {
-		s.log.Warn("spool: could not write the freelist at close; the next open walks the file", "path", s.opts.Path, "error", err)
+		s.log.Warn("spool: could not write the freelist at close; the next open walks the file", "path", s.opts.Path, "err", err)
 	}
 }
 
 // applied is what a successful commit changed.
 type applied struct {
-	counters   counters
+	counters   record.Counters
 	hwm        uint64 // live stream high-water mark
 	newDropped uint64 // readings the cap dropped in this commit
 }
 
-// commit writes what is buffered and queued in one transaction.
+// commitWork is what one commit writes, taken from the spool in one go
+// when the commit starts.
+type commitWork struct {
+	gen        uint64 // the commit's generation
+	now        time.Time
+	items      []pending // s.buf[:len(items)], seq order
+	acks       []ackOp
+	ackWaiting int // readings in acks
+	ops        []*op
+	dropped    []seqRange // live seqs dropped from the buffer
+	live       reading.StreamID
+	hwm        uint64 // the live stream's committed high-water mark
+	streams    []record.Stream
+	ageDue     bool // the age cap is checked
+	full       bool // the disk is full
+}
+
+func (w *commitWork) idle() bool {
+	return len(w.items) == 0 && len(w.acks) == 0 && len(w.ops) == 0 && len(w.dropped) == 0
+}
+
+// commit writes what is buffered and queued in one transaction. It takes
+// s.mu once to take the work (takeWork) and once to record the outcome
+// (finishCommit); writeWork takes it once more only to follow a
+// quarantine to the new file.
 func (s *Spool) commit() error {
 	if s.corrupt.Load() {
 		s.requarantine(errors.New("a read found the file corrupt"))
@@ -125,73 +151,98 @@ func (s *Spool) commit() error {
 	if err := s.ensureOpen(); err != nil {
 		return s.finishEmpty(err)
 	}
-	now := s.opts.Now()
-	// The age cap needs a write only when a reading has aged out: look
-	// first (one read per stream), so an idle spool writes nothing.
-	s.mu.Lock()
-	ageDue := s.opts.MaxAge > 0 && now.Sub(s.lastAge) >= ageCheckEvery(s.opts.MaxAge)
-	if ageDue {
-		s.lastAge = now
-	}
-	idle := len(s.buf) == 0 && len(s.acks) == 0 && len(s.ops) == 0 && len(s.bufDropped) == 0
-	streams := append([]streamInfo(nil), s.streams...)
-	s.mu.Unlock()
-	if ageDue && idle {
-		ageDue = s.anyOlder(streams, now.Add(-s.opts.MaxAge))
-	}
-	s.mu.Lock()
-	n := len(s.buf)
-	acks, ops, dropped := s.acks, s.ops, s.bufDropped
-	ackWaiting := s.ackWaiting
-	s.acks, s.ops, s.bufDropped, s.ackWaiting = nil, nil, nil, 0
-	s.gen++
-	g := s.gen
-	if n == 0 && len(acks) == 0 && len(ops) == 0 && len(dropped) == 0 && !ageDue {
-		s.finishLocked(g, nil)
-		s.mu.Unlock()
+	w, done := s.takeWork(s.opts.Now())
+	if done {
 		return nil
 	}
-	s.inCommit = n
-	items := s.buf[:n:n]
-	live, hwm := s.stream, s.committed
-	streams = append(streams[:0], s.streams...)
-	s.mu.Unlock()
-
-	s.mu.Lock()
-	full := s.outOfSpace
-	s.mu.Unlock()
-	if full && s.opts.Policy == DropOldest && n > 0 {
-		if _, err := s.makeRoom(n, false); err != nil && !isNoSpace(err) {
-			s.log.Debug("spool: could not make room on a full disk", "path", s.opts.Path, "error", err)
+	if w.ageDue && w.idle() {
+		// The age cap needs a write only when a reading has aged out: look
+		// first (one read per stream), so an idle spool writes nothing.
+		if w.ageDue = s.anyOlder(w.streams, w.now.Add(-s.opts.MaxAge)); !w.ageDue {
+			s.mu.Lock()
+			s.finishLocked(w.gen, nil)
+			s.mu.Unlock()
+			return nil
 		}
 	}
-	res, err := s.apply(live, streams, hwm, items, acks, ops, dropped, now, ageDue)
+	res, err := s.writeWork(&w)
+	s.finishCommit(&w, res, err)
+	return err
+}
+
+// takeWork starts a commit: under s.mu, it takes what is buffered and
+// queued and counts the commit's generation. done says there was nothing
+// to write, and the commit is finished already.
+func (s *Spool) takeWork(now time.Time) (w commitWork, done bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w.now = now
+	if s.opts.MaxAge > 0 && now.Sub(s.lastAge) >= ageCheckEvery(s.opts.MaxAge) {
+		s.lastAge, w.ageDue = now, true
+	}
+	n := len(s.buf)
+	w.items = s.buf[:n:n]
+	w.acks, w.ops, w.dropped, w.ackWaiting = s.acks, s.ops, s.bufDropped, s.ackWaiting
+	s.acks, s.ops, s.bufDropped, s.ackWaiting = nil, nil, nil, 0
+	s.gen++
+	w.gen = s.gen
+	if w.idle() && !w.ageDue {
+		s.finishLocked(w.gen, nil)
+		return w, true
+	}
+	s.inCommit = n
+	w.live, w.hwm, w.full = s.stream, s.committed, s.outOfSpace
+	w.streams = append([]record.Stream(nil), s.streams...)
+	return w, false
+}
+
+// writeWork writes w in one transaction. On a full disk with drop_oldest
+// it makes room first, and once more at once after a commit that failed
+// for space. On a corrupt file it quarantines the file and writes w's
+// readings into the new one; w's acks and ops were about the old file,
+// which it fails and takes out of w.
+func (s *Spool) writeWork(w *commitWork) (applied, error) {
+	n := len(w.items)
+	if w.full && s.opts.Policy == DropOldest && n > 0 {
+		if _, err := s.makeRoom(n, false); err != nil && !isNoSpace(err) {
+			s.log.Debug("spool: could not make room on a full disk", "path", s.opts.Path, "err", err)
+		}
+	}
+	res, err := s.apply(w)
 	if err != nil && isNoSpace(err) {
 		// The file could not grow: with drop_oldest, free pages in it
 		// and try again at once.
 		s.setOutOfSpace(err)
 		if s.opts.Policy == DropOldest {
 			if _, derr := s.makeRoom(n, true); derr == nil {
-				res, err = s.apply(live, streams, hwm, items, acks, ops, dropped, now, ageDue)
+				res, err = s.apply(w)
 			}
 		}
 	}
 	if err != nil && isCorrupt(err) {
 		// The file is bad: set it aside, start a new stream, and commit the
-		// buffered readings there. Acks and ops were about the old file.
+		// buffered readings there.
 		s.requarantine(err)
-		for _, o := range ops {
+		for _, o := range w.ops {
 			o.finish(fmt.Errorf("spool: %w: file quarantined", ErrCorrupt))
 		}
-		acks, ops, dropped, ackWaiting = nil, nil, nil, 0
+		w.acks, w.ops, w.dropped, w.ackWaiting = nil, nil, nil, 0
 		if err = s.ensureOpen(); err == nil {
 			s.mu.Lock()
-			live, streams, hwm = s.stream, append([]streamInfo(nil), s.streams...), s.committed
+			w.live, w.streams, w.hwm = s.stream, append([]record.Stream(nil), s.streams...), s.committed
 			s.mu.Unlock()
-			res, err = s.apply(live, streams, hwm, items, nil, nil, nil, now, ageDue)
+			res, err = s.apply(w)
 		}
 	}
+	return res, err
+}
 
+// finishCommit records the outcome of commit w under s.mu: after a
+// success the new counters and high-water mark; after a failure w's acks
+// and buffer drops go back to wait for the next commit. Then it finishes
+// w's ops and, when readings were committed, tells the drain.
+func (s *Spool) finishCommit(w *commitWork, res applied, err error) {
+	n := len(w.items)
 	s.mu.Lock()
 	s.inCommit = 0
 	if err == nil {
@@ -200,8 +251,8 @@ func (s *Spool) commit() error {
 		s.buf = s.buf[n:]
 		s.counters, s.committed = res.counters, res.hwm
 		for i := range s.streams {
-			if s.streams[i].id == live {
-				s.streams[i].hwm = res.hwm
+			if s.streams[i].ID == w.live {
+				s.streams[i].HWM = res.hwm
 			}
 		}
 		if s.failing {
@@ -210,18 +261,18 @@ func (s *Spool) commit() error {
 		s.failing, s.failures, s.lastErr = false, 0, nil
 		s.logDropping(res)
 	} else {
-		s.acks = append(acks, s.acks...)
-		s.ackWaiting += ackWaiting
-		s.bufDropped = append(dropped, s.bufDropped...)
+		s.acks = append(w.acks, s.acks...)
+		s.ackWaiting += w.ackWaiting
+		s.bufDropped = append(w.dropped, s.bufDropped...)
 		if !s.failing {
-			s.log.Error("spool: commit failed, readings wait in the buffer", "path", s.opts.Path, "buffered", len(s.buf), "error", err)
+			s.log.Error("spool: commit failed, readings wait in the buffer", "path", s.opts.Path, "buffered", len(s.buf), "err", err)
 		}
 		s.failing, s.lastErr = true, err
 		s.failures++
 	}
-	s.finishLocked(g, err)
+	s.finishLocked(w.gen, err)
 	s.mu.Unlock()
-	for _, o := range ops {
+	for _, o := range w.ops {
 		if err != nil && o.err == nil {
 			o.err = err
 		}
@@ -231,12 +282,8 @@ func (s *Spool) commit() error {
 		o.finish(o.err)
 	}
 	if err == nil && n > 0 {
-		select {
-		case s.notify <- struct{}{}:
-		default:
-		}
+		s.kickNotify()
 	}
-	return err
 }
 
 func ageCheckEvery(maxAge time.Duration) time.Duration {
@@ -252,7 +299,7 @@ func (s *Spool) logDropping(res applied) {
 			"max_bytes", s.opts.MaxBytes, "max_age_s", s.opts.MaxAge.Seconds(), "dropped", res.newDropped)
 	case res.newDropped == 0 && s.dropping:
 		s.dropping = false
-		s.log.Info("spool: below the cap again", "path", s.opts.Path, "dropped_total", res.counters.dropped)
+		s.log.Info("spool: below the cap again", "path", s.opts.Path, "dropped_total", res.counters.Dropped)
 	}
 }
 
@@ -286,7 +333,7 @@ func (s *Spool) ensureOpen() error {
 		return nil
 	}
 	s.mu.Lock()
-	q := s.counters.quarantin
+	q := s.counters.Quarantined
 	s.mu.Unlock()
 	return s.openFile(q)
 }
@@ -297,11 +344,11 @@ func (s *Spool) requarantine(cause error) {
 	defer s.writeMu.Unlock()
 	s.dbMu.Lock()
 	if s.db != nil {
-		closeQuietly(s.db)
+		boltfile.Close(s.db)
 		s.db = nil
 	}
 	s.mu.Lock()
-	q := s.counters.quarantin
+	q := s.counters.Quarantined
 	s.mu.Unlock()
 	var err error
 	if _, err = s.quarantine(cause); err == nil {
@@ -309,7 +356,7 @@ func (s *Spool) requarantine(cause error) {
 	}
 	s.dbMu.Unlock()
 	if err != nil {
-		s.log.Error("spool: cannot open a new file after quarantine", "path", s.opts.Path, "error", err)
+		s.log.Error("spool: cannot open a new file after quarantine", "path", s.opts.Path, "err", err)
 	}
 	s.drainMu.Lock()
 	clear(s.cursor)
@@ -358,67 +405,67 @@ func (s *Spool) view(fn func(*bolt.Tx) error) (err error) {
 	return s.db.View(fn)
 }
 
-// apply is the body of one commit.
-func (s *Spool) apply(live reading.StreamID, streams []streamInfo, hwm uint64, items []pending,
-	acks []ackOp, ops []*op, bufDropped []seqRange, now time.Time, ageDue bool) (applied, error) {
+// apply is the body of one commit: the transaction that writes w.
+func (s *Spool) apply(w *commitWork) (applied, error) {
+	live, streams, hwm, items := w.live, w.streams, w.hwm, w.items
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	nS, nB := s.tab.mark()
+	nS, nB := s.tab.Mark()
 	var res applied
 	err := s.update(func(tx *bolt.Tx) error {
 		if s.commitHook != nil {
 			s.commitHook()
 		}
-		meta := tx.Bucket(bucketMeta)
+		meta := tx.Bucket(record.BucketMeta)
 		if meta == nil {
 			return fmt.Errorf("meta bucket missing: %w", ErrCorrupt)
 		}
-		c := readCounters(meta)
+		c := record.ReadCounters(meta)
 		if err := s.appendItems(tx, meta, &c, live, &hwm, items); err != nil {
 			return err
 		}
-		for _, r := range bufDropped {
-			if err := addPending(meta, live, r.from, r.to); err != nil {
+		for _, r := range w.dropped {
+			if err := record.AddPending(meta, live, r.from, r.to); err != nil {
 				return err
 			}
-			c.dropped += r.to - r.from + 1
+			c.Dropped += r.to - r.from + 1
 			res.newDropped += r.to - r.from + 1
 			hwm = max(hwm, r.to)
 		}
-		if len(items) > 0 || len(bufDropped) > 0 {
-			if err := putU64(meta, keySeq, hwm); err != nil {
+		if len(items) > 0 || len(w.dropped) > 0 {
+			if err := record.PutU64(meta, record.KeySeq, hwm); err != nil {
 				return err
 			}
 			created := int64(0)
 			for _, si := range streams {
-				if si.id == live {
-					created = si.created
+				if si.ID == live {
+					created = si.Created
 				}
 			}
-			if err := putStream(meta, streamInfo{id: live, created: created, hwm: hwm}); err != nil {
+			if err := record.PutStream(meta, record.Stream{ID: live, Created: created, HWM: hwm}); err != nil {
 				return err
 			}
 		}
-		for _, a := range acks {
+		for _, a := range w.acks {
 			if err := applyAck(tx, meta, &c, a); err != nil {
 				return err
 			}
 		}
-		for _, o := range ops {
-			if err := s.applyOp(tx, meta, &c, o, now); err != nil {
+		for _, o := range w.ops {
+			if err := s.applyOp(tx, meta, &c, o, w.now); err != nil {
 				return err
 			}
 		}
-		n, err := s.enforceCaps(tx, meta, &c, streams, now, ageDue)
+		n, err := s.enforceCaps(tx, meta, &c, streams, w.now, w.ageDue)
 		if err != nil {
 			return err
 		}
 		res.newDropped += n
 		res.counters = c
-		return writeCounters(meta, c)
+		return record.WriteCounters(meta, c)
 	})
 	if err != nil {
-		s.tab.rollback(nS, nB)
+		s.tab.Rollback(nS, nB)
 		return res, err
 	}
 	res.hwm = hwm
@@ -426,11 +473,11 @@ func (s *Spool) apply(live reading.StreamID, streams []streamInfo, hwm uint64, i
 }
 
 // appendItems puts the buffered readings into the live stream's bucket.
-func (s *Spool) appendItems(tx *bolt.Tx, meta *bolt.Bucket, c *counters, live reading.StreamID, hwm *uint64, items []pending) error {
+func (s *Spool) appendItems(tx *bolt.Tx, meta *bolt.Bucket, c *record.Counters, live reading.StreamID, hwm *uint64, items []pending) error {
 	if len(items) == 0 {
 		return nil
 	}
-	b, err := tx.CreateBucketIfNotExists(streamBucket(live))
+	b, err := tx.CreateBucketIfNotExists(record.StreamBucket(live))
 	if err != nil {
 		return fmt.Errorf("failed to open stream bucket %v: %w", live, err)
 	}
@@ -444,153 +491,28 @@ func (s *Spool) appendItems(tx *bolt.Tx, meta *bolt.Bucket, c *counters, live re
 		if p.seq <= *hwm {
 			return fmt.Errorf("seq %d not above high-water mark %d: %w", p.seq, *hwm, ErrCorrupt)
 		}
-		scratch = appendSeriesKey(scratch[:0], &p.r)
-		id, err := s.tab.seriesID(tx, scratch)
+		scratch = record.AppendSeriesKey(scratch[:0], &p.r)
+		id, err := s.tab.SeriesID(tx, scratch)
 		if err != nil {
 			return err
 		}
-		st := stored{series: id, time: p.r.Time, value: p.r.Value, unsynced: p.r.Unsynced}
+		st := record.Stored{Series: id, Time: p.r.Time, Value: p.r.Value, Unsynced: p.r.Unsynced}
 		if p.bootTime > 0 && s.opts.Boot != (BootID{}) {
-			if st.boot, err = s.tab.bootIndex(tx, s.opts.Boot); err != nil {
+			if st.Boot, err = s.tab.BootIndex(tx, s.opts.Boot); err != nil {
 				return err
 			}
-			st.hasBoot, st.bootTime = true, p.bootTime
+			st.HasBoot, st.BootTime = true, p.bootTime
 		}
 		start := len(arena)
 		arena = binary.BigEndian.AppendUint64(arena, p.seq)
-		arena = appendStored(arena, &st)
+		arena = record.AppendStored(arena, &st)
 		k, v := arena[start:start+8], arena[start+8:]
 		if err := b.Put(k, v); err != nil {
 			return fmt.Errorf("failed to store seq %d: %w", p.seq, err)
 		}
-		c.bytes += uint64(len(k) + len(v) + entryOverhead)
-		c.readings++
+		c.Bytes += uint64(len(k) + len(v) + record.EntryOverhead)
+		c.Readings++
 		*hwm = p.seq
-	}
-	return nil
-}
-
-func readCounters(meta *bolt.Bucket) counters {
-	return counters{
-		bytes:        getU64(meta, keyBytes),
-		readings:     getU64(meta, keyReadings),
-		dropped:      getU64(meta, keyDropped),
-		deadLettered: getU64(meta, keyDeadLettered),
-		purged:       getU64(meta, keyPurged),
-		quarantin:    getU64(meta, keyQuarantined),
-	}
-}
-
-func writeCounters(meta *bolt.Bucket, c counters) error {
-	for _, kv := range []struct {
-		k []byte
-		v uint64
-	}{{keyBytes, c.bytes}, {keyReadings, c.readings}, {keyDropped, c.dropped},
-		{keyDeadLettered, c.deadLettered}, {keyPurged, c.purged}} {
-		if getU64(meta, kv.k) == kv.v {
-			continue
-		}
-		if err := putU64(meta, kv.k, kv.v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// deleteRange deletes the readings with seq in [from, to] from b and
-// returns how many it deleted and their logical size.
-//
-// It deletes from the top down: bbolt removes a key by shifting the keys
-// after it in its leaf, so deleting the last one shifts nothing, and the
-// cursor steps back to the next key without seeking from the root again.
-// (After Cursor.Delete, the keys below the deleted one have not moved, so
-// stepping back finds the next one.) Stepping back stops at the first key,
-// and also at a leaf that an earlier delete of the same transaction
-// emptied: what may be left below such a leaf is deleted seek by seek.
-func deleteRange(b *bolt.Bucket, from, to uint64) (n, size uint64, err error) {
-	c := b.Cursor()
-	k, v := c.Seek(itob(to))
-	switch {
-	case k == nil:
-		k, v = c.Last()
-	case len(k) == 8 && btoi(k) > to:
-		k, v = c.Prev()
-	}
-	below := to // the seqs from–below may still hold readings
-	for ; k != nil; k, v = c.Prev() {
-		seq := btoi(k)
-		if len(k) != 8 || seq < from || seq > below {
-			return n, size, nil
-		}
-		size += uint64(len(k) + len(v) + entryOverhead)
-		if err := c.Delete(); err != nil {
-			return n, size, fmt.Errorf("failed to delete seq %d: %w", seq, err)
-		}
-		n++
-		if seq == from {
-			return n, size, nil
-		}
-		below = seq - 1
-	}
-	rn, rsize, err := deleteUp(b, from, below)
-	return n + rn, size + rsize, err
-}
-
-// deleteUp deletes the readings with seq in [from, to] from b, lowest
-// first, seeking each from the root (which skips emptied leaves).
-func deleteUp(b *bolt.Bucket, from, to uint64) (n, size uint64, err error) {
-	c := b.Cursor()
-	for k, v := c.Seek(itob(from)); k != nil; k, v = c.Seek(itob(from)) {
-		seq := btoi(k)
-		if seq > to || len(k) != 8 {
-			break
-		}
-		size += uint64(len(k) + len(v) + entryOverhead)
-		if err := c.Delete(); err != nil {
-			return n, size, fmt.Errorf("failed to delete seq %d: %w", seq, err)
-		}
-		n++
-		from = seq + 1
-		if seq == to {
-			break
-		}
-	}
-	return n, size, nil
-}
-
-// addPending records a seq range as dropped and not yet reported, merged
-// with the range just before it when they touch.
-func addPending(meta *bolt.Bucket, stream reading.StreamID, from, to uint64) error {
-	c := meta.Cursor()
-	c.Seek(pendingKey(stream, from))
-	if k, v := c.Prev(); len(k) == 17 && k[0] == prefixPending && reading.StreamID(btoi(k[1:9])) == stream && btoi(v)+1 == from {
-		if err := meta.Put(pendingKey(stream, btoi(k[9:])), itob(to)); err != nil {
-			return fmt.Errorf("failed to extend dropped range: %w", err)
-		}
-		return nil
-	}
-	if err := meta.Put(pendingKey(stream, from), itob(to)); err != nil {
-		return fmt.Errorf("failed to record dropped range: %w", err)
-	}
-	return nil
-}
-
-// removePending removes a reported range. If the stored range grew since
-// it was reported, the unreported rest stays pending.
-func removePending(meta *bolt.Bucket, stream reading.StreamID, from, to uint64) error {
-	k := pendingKey(stream, from)
-	v := meta.Get(k)
-	if v == nil {
-		return nil
-	}
-	stored := btoi(v)
-	if err := meta.Delete(k); err != nil {
-		return fmt.Errorf("failed to remove reported range: %w", err)
-	}
-	if stored > to {
-		if err := meta.Put(pendingKey(stream, to+1), itob(stored)); err != nil {
-			return fmt.Errorf("failed to keep unreported range: %w", err)
-		}
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package spool
+package boltfile
 
 import (
 	"encoding/binary"
@@ -108,7 +108,7 @@ func (r *rawFile) readMeta() error {
 	m0, ok0 := r.meta(0)
 	psizes := []uint64{m0.psize}
 	if !ok0 {
-		psizes = []uint64{pageSize, uint64(os.Getpagesize()), 8192, 16384, 65536}
+		psizes = []uint64{4096, uint64(os.Getpagesize()), 8192, 16384, 65536} // the spool's first
 	}
 	var m1 rawMeta
 	ok1 := false
@@ -289,12 +289,12 @@ func (w *walker) corrupt() error {
 	return fmt.Errorf("%s%s: %w", w.problems[0], more, ErrCorrupt)
 }
 
-// checkPages walks the B+tree of the bbolt file at path from its meta
+// CheckPages walks the B+tree of the bbolt file at path from its meta
 // page, reading the file directly, and returns an error wrapping
 // ErrCorrupt naming the first page reached twice (a cycle a bbolt cursor
 // would loop on), out of range or malformed. It reads every branch and
 // leaf page once.
-func checkPages(path string) error {
+func CheckPages(path string) error {
 	r, err := openRaw(path)
 	if err != nil {
 		return err
@@ -305,11 +305,11 @@ func checkPages(path string) error {
 	return w.corrupt()
 }
 
-// rebuildReachable copies every bucket and key of the bbolt file src that
+// RebuildReachable copies every bucket and key of the bbolt file src that
 // the walker reaches into a new bbolt file dst (replaced if it exists),
 // skipping the damaged pages, and returns what it skipped. dst is written
 // without fsync: it is a scratch copy.
-func rebuildReachable(src, dst string) (problems []string, err error) {
+func RebuildReachable(src, dst string) (problems []string, err error) {
 	r, err := openRaw(src)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package spool
+package record
 
 import (
 	"math/rand/v2"
@@ -8,12 +8,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// deleteRange deletes top down with a cursor that steps back over leaves
+// DeleteRange deletes top down with a cursor that steps back over leaves
 // it has already changed in the same transaction: check it against a model
 // over many leaves, with ranges that overlap, repeat, run past either end
 // or hit nothing, several to a transaction (as a commit applies its acks).
 func TestDeleteRangeAgainstModel(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "d.db"), 0o600, &bolt.Options{PageSize: pageSize, NoSync: true})
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "d.db"), 0o600, &bolt.Options{PageSize: PageSize, NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestDeleteRangeAgainstModel(t *testing.T) {
 				continue
 			}
 			v := make([]byte, 10+rng.IntN(30))
-			if err := b.Put(itob(seq), v); err != nil {
+			if err := b.Put(Itob(seq), v); err != nil {
 				return err
 			}
 			model[seq] = len(v)
@@ -55,16 +55,16 @@ func TestDeleteRangeAgainstModel(t *testing.T) {
 				for seq := from; seq <= to; seq++ {
 					if l, ok := model[seq]; ok {
 						wantN++
-						wantSize += uint64(8 + l + entryOverhead)
+						wantSize += uint64(8 + l + EntryOverhead)
 						delete(model, seq)
 					}
 				}
-				gotN, gotSize, err := deleteRange(b, from, to)
+				gotN, gotSize, err := DeleteRange(b, from, to)
 				if err != nil {
 					return err
 				}
 				if gotN != wantN || gotSize != wantSize {
-					t.Fatalf("round %d: deleteRange(%d, %d) = %d readings, %d bytes; want %d, %d", round, from, to, gotN, gotSize, wantN, wantSize)
+					t.Fatalf("round %d: DeleteRange(%d, %d) = %d readings, %d bytes; want %d, %d", round, from, to, gotN, gotSize, wantN, wantSize)
 				}
 			}
 			return nil
@@ -75,8 +75,8 @@ func TestDeleteRangeAgainstModel(t *testing.T) {
 		err = db.View(func(tx *bolt.Tx) error {
 			left := 0
 			err := tx.Bucket([]byte("s")).ForEach(func(k, v []byte) error {
-				if l, ok := model[btoi(k)]; !ok || l != len(v) {
-					t.Fatalf("round %d: seq %d is still stored; the model deleted it", round, btoi(k))
+				if l, ok := model[Btoi(k)]; !ok || l != len(v) {
+					t.Fatalf("round %d: seq %d is still stored; the model deleted it", round, Btoi(k))
 				}
 				left++
 				return nil

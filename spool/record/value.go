@@ -1,4 +1,4 @@
-package spool
+package record
 
 import (
 	"encoding/binary"
@@ -25,12 +25,12 @@ import (
 //
 // A typical reading (two decimals, boot clock known) takes about 20 bytes.
 const (
-	kindMask     = 0x07
-	kindRaw      = 7
-	flagUnsynced = 1 << 3
-	flagBoot     = 1 << 4
-	flagNanos    = 1 << 5
-	flagReserved = 0xc0
+	KindMask     = 0x07
+	KindRaw      = 7
+	FlagUnsynced = 1 << 3
+	FlagBoot     = 1 << 4
+	FlagNanos    = 1 << 5
+	FlagReserved = 0xc0
 )
 
 // epochMicro is the origin of stored times: 2020-01-01 UTC, so times of
@@ -39,57 +39,56 @@ var epochMicro = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
 
 var pow10 = [...]float64{1, 10, 100, 1e3, 1e4, 1e5, 1e6}
 
-var errBadValue = fmt.Errorf("malformed reading value: %w", ErrCorrupt)
-
-// stored is a reading as kept in a stream bucket, before the names table
+// Stored is a reading as kept in a stream bucket, before the names table
 // turns its series id back into names.
-type stored struct {
-	series   uint32
-	time     time.Time
-	value    float64
-	unsynced bool
-	hasBoot  bool
-	boot     uint32
-	bootTime time.Duration
+type Stored struct {
+	Series   uint32 // id in the names table
+	Time     time.Time
+	Value    float64
+	Unsynced bool
+	HasBoot  bool          // Boot and BootTime are known
+	Boot     uint32        // index in the boots table
+	BootTime time.Duration // CLOCK_BOOTTIME when it was taken
 }
 
-func appendStored(dst []byte, s *stored) []byte {
-	kind, mant := valueKind(s.value)
+// AppendStored appends the encoding of s to dst.
+func AppendStored(dst []byte, s *Stored) []byte {
+	kind, mant := valueKind(s.Value)
 	flags := byte(kind)
-	if s.unsynced {
-		flags |= flagUnsynced
+	if s.Unsynced {
+		flags |= FlagUnsynced
 	}
-	if s.hasBoot {
-		flags |= flagBoot
+	if s.HasBoot {
+		flags |= FlagBoot
 	}
-	nanos := s.time.Nanosecond() % 1000
+	nanos := s.Time.Nanosecond() % 1000
 	if nanos != 0 {
-		flags |= flagNanos
+		flags |= FlagNanos
 	}
 	dst = append(dst, flags)
-	dst = binary.AppendUvarint(dst, uint64(s.series))
-	dst = binary.AppendVarint(dst, s.time.UnixMicro()-epochMicro)
+	dst = binary.AppendUvarint(dst, uint64(s.Series))
+	dst = binary.AppendVarint(dst, s.Time.UnixMicro()-epochMicro)
 	if nanos != 0 {
 		dst = binary.AppendUvarint(dst, uint64(nanos))
 	}
-	if kind == kindRaw {
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(s.value))
+	if kind == KindRaw {
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(s.Value))
 	} else {
 		dst = binary.AppendVarint(dst, mant)
 	}
-	if s.hasBoot {
-		dst = binary.AppendUvarint(dst, uint64(s.boot))
-		dst = binary.AppendUvarint(dst, uint64(s.bootTime))
+	if s.HasBoot {
+		dst = binary.AppendUvarint(dst, uint64(s.Boot))
+		dst = binary.AppendUvarint(dst, uint64(s.BootTime))
 	}
 	return dst
 }
 
 // valueKind finds the fewest decimals that represent v exactly as an
-// integer mantissa, so 21.37 stores as 2137 with kind 2; kindRaw when none
+// integer mantissa, so 21.37 stores as 2137 with kind 2; KindRaw when none
 // does (or v is -0).
 func valueKind(v float64) (kind int, mant int64) {
 	if v == 0 && math.Signbit(v) {
-		return kindRaw, 0 // an integer mantissa has no -0
+		return KindRaw, 0 // an integer mantissa has no -0
 	}
 	for d, p := range pow10 {
 		m := math.Round(v * p)
@@ -100,61 +99,62 @@ func valueKind(v float64) (kind int, mant int64) {
 			return d, int64(m)
 		}
 	}
-	return kindRaw, 0
+	return KindRaw, 0
 }
 
-func decodeStored(b []byte) (stored, error) {
-	var s stored
-	if len(b) < 1 || b[0]&flagReserved != 0 {
-		return s, errBadValue
+// DecodeStored decodes a stream bucket value; an error wraps ErrBadValue.
+func DecodeStored(b []byte) (Stored, error) {
+	var s Stored
+	if len(b) < 1 || b[0]&FlagReserved != 0 {
+		return s, ErrBadValue
 	}
 	flags := b[0]
 	b = b[1:]
 	id, b, ok := uvarint(b)
 	if !ok || id > math.MaxUint32 {
-		return s, errBadValue
+		return s, ErrBadValue
 	}
-	s.series = uint32(id)
+	s.Series = uint32(id)
 	micro, n := binary.Varint(b)
 	if n <= 0 {
-		return s, errBadValue
+		return s, ErrBadValue
 	}
 	b = b[n:]
 	var nanos uint64
-	if flags&flagNanos != 0 {
+	if flags&FlagNanos != 0 {
 		if nanos, b, ok = uvarint(b); !ok || nanos > 999 {
-			return s, errBadValue
+			return s, ErrBadValue
 		}
 	}
-	s.time = time.UnixMicro(micro + epochMicro).Add(time.Duration(nanos)).UTC()
-	if kind := flags & kindMask; kind == kindRaw {
+	s.Time = time.UnixMicro(micro + epochMicro).Add(time.Duration(nanos)).UTC()
+	if kind := flags & KindMask; kind == KindRaw {
 		if len(b) < 8 {
-			return s, errBadValue
+			return s, ErrBadValue
 		}
-		s.value = math.Float64frombits(binary.LittleEndian.Uint64(b))
+		s.Value = math.Float64frombits(binary.LittleEndian.Uint64(b))
 		b = b[8:]
 	} else {
 		m, n := binary.Varint(b)
 		if n <= 0 {
-			return s, errBadValue
+			return s, ErrBadValue
 		}
 		b = b[n:]
-		s.value = float64(m) / pow10[kind]
+		s.Value = float64(m) / pow10[kind]
 	}
-	s.unsynced = flags&flagUnsynced != 0
-	if flags&flagBoot != 0 {
-		s.hasBoot = true
+	s.Unsynced = flags&FlagUnsynced != 0
+	if flags&FlagBoot != 0 {
+		s.HasBoot = true
 		var idx, bt uint64
 		if idx, b, ok = uvarint(b); !ok || idx > math.MaxUint32 {
-			return s, errBadValue
+			return s, ErrBadValue
 		}
 		if bt, b, ok = uvarint(b); !ok || bt > math.MaxInt64 {
-			return s, errBadValue
+			return s, ErrBadValue
 		}
-		s.boot, s.bootTime = uint32(idx), time.Duration(bt)
+		s.Boot, s.BootTime = uint32(idx), time.Duration(bt)
 	}
 	if len(b) != 0 {
-		return s, errBadValue
+		return s, ErrBadValue
 	}
 	return s, nil
 }
@@ -167,18 +167,18 @@ func uvarint(b []byte) (uint64, []byte, bool) {
 	return v, b[n:], true
 }
 
-// series is what the names table maps to a small id: a sensor with its
+// Series is what the names table maps to a small id: a sensor with its
 // unit and labels.
-type series struct {
-	sensor, unit string
-	labels       map[string]string
+type Series struct {
+	Sensor, Unit string
+	Labels       map[string]string
 }
 
-// appendSeriesKey encodes the series of r: sensor, unit, the number of
+// AppendSeriesKey encodes the series of r: sensor, unit, the number of
 // labels and each key and value sorted by key, every string as uvarint
 // length + bytes. The encoding is both the names table value and the
 // in-memory lookup key.
-func appendSeriesKey(dst []byte, r *reading.Reading) []byte {
+func AppendSeriesKey(dst []byte, r *reading.Reading) []byte {
 	dst = appendString(dst, r.Sensor)
 	dst = appendString(dst, r.Unit)
 	dst = binary.AppendUvarint(dst, uint64(len(r.Labels)))
@@ -202,34 +202,35 @@ func appendString(dst []byte, s string) []byte {
 	return append(dst, s...)
 }
 
-func decodeSeries(b []byte) (series, error) {
-	var s series
+// DecodeSeries decodes a names table value.
+func DecodeSeries(b []byte) (Series, error) {
+	var s Series
 	var ok bool
-	if s.sensor, b, ok = readString(b); !ok {
-		return s, fmt.Errorf("series sensor: %w", errBadValue)
+	if s.Sensor, b, ok = readString(b); !ok {
+		return s, fmt.Errorf("series sensor: %w", ErrBadValue)
 	}
-	if s.unit, b, ok = readString(b); !ok {
-		return s, fmt.Errorf("series unit: %w", errBadValue)
+	if s.Unit, b, ok = readString(b); !ok {
+		return s, fmt.Errorf("series unit: %w", ErrBadValue)
 	}
 	n, b, ok := uvarint(b)
 	if !ok || n > reading.MaxLabels {
-		return s, fmt.Errorf("series labels: %w", errBadValue)
+		return s, fmt.Errorf("series labels: %w", ErrBadValue)
 	}
 	if n > 0 {
-		s.labels = make(map[string]string, n)
+		s.Labels = make(map[string]string, n)
 		for range n {
 			var k, v string
 			if k, b, ok = readString(b); !ok {
-				return s, fmt.Errorf("series label key: %w", errBadValue)
+				return s, fmt.Errorf("series label key: %w", ErrBadValue)
 			}
 			if v, b, ok = readString(b); !ok {
-				return s, fmt.Errorf("series label value: %w", errBadValue)
+				return s, fmt.Errorf("series label value: %w", ErrBadValue)
 			}
-			s.labels[k] = v
+			s.Labels[k] = v
 		}
 	}
 	if len(b) != 0 {
-		return s, fmt.Errorf("series trailing bytes: %w", errBadValue)
+		return s, fmt.Errorf("series trailing bytes: %w", ErrBadValue)
 	}
 	return s, nil
 }
