@@ -164,9 +164,10 @@ func parseBinSets(b *testing.B) []binSet {
 	return sets
 }
 
-// alternate prepares a figure for every binary set (setup returns the
-// function doing run i), runs each -recovery-runs times, alternating sets
-// run by run, and reports each set's figures. It returns the summary rows.
+// alternate prepares a figure for every binary set, runs each
+// -recovery-runs times, alternating sets run by run, and reports each set's
+// figures on a leaf benchmark (whose log, unlike a parent's, shows without
+// -v). It returns the summary rows.
 func alternate(b *testing.B, sets []binSet, units []string, setup figureSetup) []string {
 	runs := make([]func(int) map[string]float64, len(sets))
 	for i, s := range sets {
@@ -177,20 +178,26 @@ func alternate(b *testing.B, sets []binSet, units []string, setup figureSetup) [
 	for run := range *recoveryRuns {
 		for i, s := range sets {
 			binDir = s.dir
-			res := runs[i](run)
-			b.Logf("%s run %d: %s", s.label, run+1, formatRun(res, units))
-			results[i] = append(results[i], res)
+			results[i] = append(results[i], runs[i](run))
 		}
 	}
+	report := func(b *testing.B, i int) []string {
+		var lines []string
+		for run, res := range results[i] {
+			lines = append(lines, fmt.Sprintf("run %d: %s", run+1, formatRun(res, units)))
+		}
+		rows := reportRuns(b, b.Name(), results[i], units)
+		b.Logf("%s\nmedian [min–max]:\n%s", strings.Join(lines, "\n"), strings.Join(rows, "\n"))
+		return rows
+	}
 	if len(sets) == 1 {
-		return reportRuns(b, b.Name(), results[0], units)
+		return report(b, 0)
 	}
 	var rows []string
 	for i, s := range sets {
 		b.Run("bin="+s.label, func(b *testing.B) {
-			r := reportRuns(b, b.Name(), results[i], units)
-			if b.N == 1 {
-				rows = append(rows, r...)
+			if b.N == 1 { // not again if -benchtime asks for more
+				rows = append(rows, report(b, i)...)
 			}
 		})
 	}
