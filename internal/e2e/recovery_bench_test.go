@@ -53,6 +53,10 @@ package e2e
 //     /proc/PID/smaps_rollup at the end, and CPU (utime+stime) as a
 //     percentage of one core over the span.
 //
+// Each figure is reported as its median (unit as named), _min and _max;
+// each leaf benchmark logs a row per figure with every run's value in
+// order, and the summary of all figures goes to stdout at the end.
+//
 // -bindir runs the binaries of another build instead of the ones TestMain
 // built: a comma-separated list of [label=]DIR, each DIR holding outpost
 // and outpost-receiver (an empty DIR stands for TestMain's build). With more
