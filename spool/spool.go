@@ -185,8 +185,13 @@ func (s *Spool) openFile(quarantined uint64) error {
 		endOpen(path)
 		return err
 	}
-	endOpen(path)
+	// The marker stays until the file is set aside: bbolt's open can
+	// panic in its freelist walk (recovered, above) and leave the walk's
+	// checker goroutine running, which panics on the next bad page out of
+	// reach of any recover. A death here then counts, and the next open
+	// checks the file itself instead of crash-looping.
 	q, qerr := s.quarantine(err)
+	endOpen(path)
 	if qerr != nil {
 		return qerr
 	}
