@@ -108,6 +108,7 @@ func (s *Spool) reopenLocked() error {
 	if err := s.openFile(q); err != nil {
 		return fmt.Errorf("spool: reopen after compaction: %w", err)
 	}
+	s.reopenJournal() // when the reopen quarantined the file
 	return nil
 }
 

@@ -19,6 +19,9 @@
 //
 //	<path>.quarantined-<UTC time>  a file that could not be read, set
 //	                               aside; Salvage copies what it can back
+//	<path>.journal                 the pre-commit journal (package journal):
+//	                               readings and acks not committed yet
+//	<path>.journal.quarantined-<t> the journal of a file quarantined at <t>
 //	<path>.compact                 a compaction in progress; removed at open
 //	<path>.opening                 an open in progress: bbolt rebuilds its
 //	                               freelist in a goroutine a corrupt page
@@ -30,7 +33,12 @@
 //
 // A reading is committed when the transaction holding it has been fsynced
 // (bbolt fdatasyncs twice per commit). Acknowledgements are deleted in the
-// next commit, beside the appends: a crash before it means a resend, which
-// the receiver discards. With 10 readings per commit a reading costs about
+// next commit, beside the appends (within 200 ms once 100 readings' acks
+// wait, at once from 2,500). Until its commit each reading and each ack is
+// in the pre-commit journal, written to the page cache through a shared
+// mmap as Append and Ack run and never fsynced: a crash of the process
+// loses neither (Open replays the journal into a commit), a power cut may
+// take the last commit interval's readings and acks (a resend, which the
+// receiver discards). With 10 readings per commit a reading costs about
 // two pages (8 KiB) per commit, ~0.8 KiB over its life.
 package spool

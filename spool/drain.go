@@ -323,6 +323,7 @@ func (s *Spool) Ack(b *reading.Batch) error {
 	}
 	runs := ackRuns(b)
 	s.acks = append(s.acks, ackOp{stream: b.Stream, runs: runs, dropped: b.Dropped})
+	s.journalAck(&s.acks[len(s.acks)-1]) // a crash of the process keeps it
 	// A fast drain would otherwise pile a whole interval's deletes into one
 	// transaction, whose dirty pages are heap: commit early once a batch
 	// of acks is waiting, so memory stays flat however long the backlog.
@@ -332,6 +333,7 @@ func (s *Spool) Ack(b *reading.Batch) error {
 	}
 	s.ackWaiting += n
 	kick := s.ackWaiting >= ackCommitReadings || s.opts.CommitInterval == 0
+	s.scheduleAckCommit()
 	s.mu.Unlock()
 	if kick {
 		s.kickWriter() // coalesced: a kick pending already is enough

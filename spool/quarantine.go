@@ -40,6 +40,7 @@ func (s *Spool) quarantine(cause error) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("spool: quarantine %s after %v: %w", path, cause, err)
 	}
+	s.quarantineJournal(dst)
 	s.log.Error("spool: file quarantined, starting a new stream", "path", path, "moved_to", dst, "err", cause)
 	return dst, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/outpost-iot/outpost/internal/reading"
 	"github.com/outpost-iot/outpost/spool/boltfile"
+	"github.com/outpost-iot/outpost/spool/journal"
 	"github.com/outpost-iot/outpost/spool/record"
 )
 
@@ -73,6 +74,14 @@ type Spool struct {
 	refuse     bool   // reject_new on a full disk: Append refuses
 	rejected   uint64 // appends refused with ErrFull since Open
 	space      space  // the writer's view of the disk
+
+	// jr is the pre-commit journal (journaling.go), nil when it could not
+	// be opened; jbuf is the scratch its records are encoded in.
+	jr          *journal.Journal
+	jbuf        []byte
+	jrFailing   bool        // a journal write failed since the last reset
+	ackTimer    *time.Timer // kicks the writer ackCommitDelay after acks began to wait
+	ackTimerSet bool
 
 	corrupt     atomic.Bool   // a reader saw corruption; the writer quarantines
 	commits     atomic.Uint64 // successful commits since Open
@@ -135,6 +144,7 @@ func Open(opts Options) (*Spool, error) {
 	if err := s.openFile(0); err != nil {
 		return nil, err
 	}
+	s.openJournal()
 	go s.run()
 	return s, nil
 }
@@ -175,8 +185,13 @@ func (s *Spool) openFile(quarantined uint64) error {
 		endOpen(path)
 		return err
 	}
-	endOpen(path)
+	// The marker stays until the file is set aside: bbolt's open can
+	// panic in its freelist walk (recovered, above) and leave the walk's
+	// checker goroutine running, which panics on the next bad page out of
+	// reach of any recover. A death here then counts, and the next open
+	// checks the file itself instead of crash-looping.
 	q, qerr := s.quarantine(err)
+	endOpen(path)
 	if qerr != nil {
 		return qerr
 	}
@@ -307,6 +322,7 @@ func (s *Spool) Append(ctx context.Context, r reading.Reading, bootTime time.Dur
 	seq := s.nextSeq
 	s.nextSeq++
 	s.buf = append(s.buf, pending{r: r, bootTime: bootTime, seq: seq})
+	s.journalReading(&s.buf[len(s.buf)-1]) // a crash of the process keeps it
 	due := s.opts.CommitInterval == 0 || len(s.buf)-s.inCommit >= s.opts.CommitReadings
 	g := s.gen + 1
 	failing, lastErr := s.failing, s.lastErr

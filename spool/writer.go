@@ -87,6 +87,10 @@ func (s *Spool) shutdown() {
 	s.dbMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closeJournalLocked()
+	if s.ackTimer != nil {
+		s.ackTimer.Stop()
+	}
 	s.writerDone = true
 	for _, o := range s.ops {
 		o.finish(ErrClosed)
@@ -184,6 +188,10 @@ func (s *Spool) takeWork(now time.Time) (w commitWork, done bool) {
 	w.items = s.buf[:n:n]
 	w.acks, w.ops, w.dropped, w.ackWaiting = s.acks, s.ops, s.bufDropped, s.ackWaiting
 	s.acks, s.ops, s.bufDropped, s.ackWaiting = nil, nil, nil, 0
+	if s.ackTimerSet && len(w.acks) > 0 {
+		s.ackTimer.Stop()
+		s.ackTimerSet = false
+	}
 	s.gen++
 	w.gen = s.gen
 	if w.idle() && !w.ageDue {
@@ -260,9 +268,11 @@ func (s *Spool) finishCommit(w *commitWork, res applied, err error) {
 		}
 		s.failing, s.failures, s.lastErr = false, 0, nil
 		s.logDropping(res)
+		s.rejournalLocked() // what the commit stored leaves the journal
 	} else {
 		s.acks = append(w.acks, s.acks...)
 		s.ackWaiting += w.ackWaiting
+		s.scheduleAckCommit()
 		s.bufDropped = append(w.dropped, s.bufDropped...)
 		if !s.failing {
 			s.log.Error("spool: commit failed, readings wait in the buffer", "path", s.opts.Path, "buffered", len(s.buf), "err", err)
@@ -335,7 +345,11 @@ func (s *Spool) ensureOpen() error {
 	s.mu.Lock()
 	q := s.counters.Quarantined
 	s.mu.Unlock()
-	return s.openFile(q)
+	if err := s.openFile(q); err != nil {
+		return err
+	}
+	s.reopenJournal()
+	return nil
 }
 
 // requarantine sets the open file aside at run time and opens a new one.
@@ -353,6 +367,9 @@ func (s *Spool) requarantine(cause error) {
 	var err error
 	if _, err = s.quarantine(cause); err == nil {
 		err = s.openFile(q + 1)
+	}
+	if err == nil {
+		s.reopenJournal()
 	}
 	s.dbMu.Unlock()
 	if err != nil {
