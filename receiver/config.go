@@ -86,6 +86,11 @@ func (c *Config) Validate() error {
 	if c.MQTTClientID == "" || len(c.MQTTClientID) > 256 || !utf8.ValidString(c.MQTTClientID) {
 		bad("--mqtt-client-id: %q; want 1 to 256 bytes of UTF-8", c.MQTTClientID)
 	}
+	if c.AdminTokenFile != "" {
+		if _, err := ReadAdminToken(c.AdminTokenFile); err != nil {
+			bad("--admin-token-file: %v", err)
+		}
+	}
 	if c.MQTTPasswordFile != "" {
 		if c.MQTTUsername == "" {
 			bad("--mqtt-password-file needs --mqtt-username")

@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -92,13 +91,13 @@ func AddDevice(ctx context.Context, st store.Store, id string) (string, error) {
 }
 
 // ReadAdminToken reads the admin token from path (surrounding whitespace
-// ignored) and returns its hash, for Options.AdminTokenHash.
+// ignored) and returns its hash, for Options.AdminTokenHash. As for the
+// MQTT password, a file that others may read or write is refused.
 func ReadAdminToken(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	tok, err := ReadSecretFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read admin token: %w", err)
 	}
-	tok := strings.TrimSpace(string(b))
 	if len(tok) < 16 {
 		return nil, fmt.Errorf("admin token in %s: shorter than 16 characters", path)
 	}
