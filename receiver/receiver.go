@@ -84,7 +84,25 @@ func AddDevice(ctx context.Context, st store.Store, id string) (string, error) {
 		return "", fmt.Errorf("device id %q: %w", id, err)
 	}
 	token, hash := NewToken()
-	if err := st.AddDevice(ctx, id, hash, time.Now().UTC()); err != nil {
+	err := st.AddDevice(ctx, id, hash, time.Now().UTC())
+	if errors.Is(err, store.ErrDeviceExists) {
+		return "", fmt.Errorf("%w (to give it a new token, revoked or not: outpost-receiver device rotate %s)", err, id)
+	}
+	if err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
+// RotateDevice gives a device a new token and returns it (only its hash
+// is stored). The old token keeps working for grace (0: it stops at
+// once); a revoked device is reinstated with the new token alone.
+func RotateDevice(ctx context.Context, st store.Store, id string, grace time.Duration) (string, error) {
+	if grace < 0 {
+		return "", fmt.Errorf("grace %v: must not be negative", grace)
+	}
+	token, hash := NewToken()
+	if err := st.RotateToken(ctx, id, hash, grace, time.Now().UTC()); err != nil {
 		return "", err
 	}
 	return token, nil

@@ -1,6 +1,6 @@
 // The outpost-receiver program is Outpost's cloud side: it serves the
 // ingest and query API (the default command, serve), manages device tokens
-// (device add|list|revoke) and migrates the database (migrate).
+// (device add|list|revoke|rotate) and migrates the database (migrate).
 package main
 
 import (
@@ -47,6 +47,10 @@ Commands:
   device add ID       register a device; prints its new token, alone, on stdout
   device list         list the devices
   device revoke ID    revoke a device's token
+  device rotate ID [--grace 24h]
+                      give a device a new token, printed alone on stdout; the
+                      old one works until the grace ends (a revoked device is
+                      reinstated, none of its old tokens works)
   migrate             apply the database migrations and exit
   version             print the version
 
@@ -63,6 +67,7 @@ type flags struct {
 	mqttBroker, mqttClientID            string
 	mqttPrefix, mqttGroup               string
 	mqttUsername, mqttPasswordFile      string
+	grace                               time.Duration // device rotate
 	env                                 map[string]string // flag name → environment variable
 }
 
@@ -101,6 +106,7 @@ func newFlagSet(getenv func(string) string, stderr io.Writer) (*flag.FlagSet, *f
 	str(&f.mqttGroup, "mqtt-group", "OUTPOST_MQTT_GROUP", "outpost-receiver", "MQTT shared-subscription group of the replicas")
 	str(&f.mqttUsername, "mqtt-username", "OUTPOST_MQTT_USERNAME", "", "MQTT user name")
 	str(&f.mqttPasswordFile, "mqtt-password-file", "OUTPOST_MQTT_PASSWORD_FILE", "", "file holding the MQTT password (not readable by others)")
+	fs.DurationVar(&f.grace, "grace", 24*time.Hour, "device rotate: how long the old token keeps working (0: not at all)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -231,7 +237,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "database migrated")
 		return nil
 	case "device":
-		return runDevice(ctx, f.databaseURL, words, stdout)
+		return runDevice(ctx, f, words, stdout)
 	case "version":
 		fmt.Fprintf(stdout, "outpost-receiver %s %s/%s %s\n", version, runtime.GOOS, runtime.GOARCH, runtime.Version())
 		return nil
@@ -244,9 +250,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
 }
 
-func runDevice(ctx context.Context, url string, words []string, stdout io.Writer) error {
+func runDevice(ctx context.Context, f *flags, words []string, stdout io.Writer) error {
 	if len(words) == 0 {
-		return fmt.Errorf("%w: device add ID | device list | device revoke ID", errUsage)
+		return fmt.Errorf("%w: device add ID | device list | device revoke ID | device rotate ID [--grace 24h]", errUsage)
 	}
 	sub, words := words[0], words[1:]
 	want := 1
@@ -257,11 +263,14 @@ func runDevice(ctx context.Context, url string, words []string, stdout io.Writer
 		return fmt.Errorf("%w: device %s takes %d argument(s), got %d", errUsage, sub, want, len(words))
 	}
 	switch sub {
-	case "add", "list", "revoke":
+	case "add", "list", "revoke", "rotate":
 	default:
-		return fmt.Errorf("%w: unknown device command %q (want add, list or revoke)", errUsage, sub)
+		return fmt.Errorf("%w: unknown device command %q (want add, list, revoke or rotate)", errUsage, sub)
 	}
-	st, err := receiver.OpenMigrated(ctx, url)
+	if f.grace < 0 {
+		return fmt.Errorf("%w: --grace %v: must not be negative", errUsage, f.grace)
+	}
+	st, err := receiver.OpenMigrated(ctx, f.databaseURL)
 	if err != nil {
 		return err
 	}
@@ -269,6 +278,13 @@ func runDevice(ctx context.Context, url string, words []string, stdout io.Writer
 	switch sub {
 	case "add":
 		token, err := receiver.AddDevice(ctx, st, words[0])
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(stdout, token)
+		return err
+	case "rotate":
+		token, err := receiver.RotateDevice(ctx, st, words[0], f.grace)
 		if err != nil {
 			return err
 		}
