@@ -67,7 +67,7 @@ type flags struct {
 	mqttBroker, mqttClientID            string
 	mqttPrefix, mqttGroup               string
 	mqttUsername, mqttPasswordFile      string
-	grace                               time.Duration // device rotate
+	grace                               time.Duration     // device rotate
 	env                                 map[string]string // flag name → environment variable
 }
 
