@@ -175,11 +175,21 @@ func Serve(ctx context.Context, cfg Config) error {
 		}
 		defer m.Close() // after the HTTP shutdown below
 	}
+	if cfg.Retention > 0 {
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			runRetention(rctx, st, cfg.Retention, log.With("component", "retention"))
+		}()
+		defer func() { stop(); <-done }() // before the store closes
+
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info("receiver listening", "addr", ln.Addr().String(), "store", storeKind(cfg.DatabaseURL),
 		"max_body_bytes", opt.MaxBodyBytes, "max_decoded_bytes", opt.MaxDecodedBytes,
-		"max_line_bytes", opt.MaxLineBytes, "max_lines", opt.MaxLines)
+		"max_line_bytes", opt.MaxLineBytes, "max_lines", opt.MaxLines, "retention", retentionText(cfg.Retention))
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}
@@ -195,6 +205,13 @@ func Serve(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("shut down http: %w", err)
 	}
 	return nil
+}
+
+func retentionText(d time.Duration) string {
+	if d == 0 {
+		return "forever"
+	}
+	return d.String()
 }
 
 func storeKind(url string) string {

@@ -91,6 +91,15 @@ func TestServeFlagsAndEnv(t *testing.T) {
 	}
 }
 
+func TestRetentionFlag(t *testing.T) {
+	for v, want := range map[string]time.Duration{"90d": 90 * 24 * time.Hour, "720h": 720 * time.Hour, "0": 0, "0d": 0} {
+		cfg, err := serveConfigOf(t, nil, "--retention", v)
+		if err != nil || cfg.Retention != want {
+			t.Errorf("--retention %s = %v, %v; want %v", v, cfg.Retention, err, want)
+		}
+	}
+}
+
 // TestAdminTokenFileMode: the admin token's file is checked as the MQTT
 // password's is: 0600 and 0640 are taken, a file others may read or
 // write is refused.
@@ -147,6 +156,9 @@ func TestServeFlagErrors(t *testing.T) {
 			`--admin-token-file: read admin token: ` + adminOpen + ` has mode 0604, readable or writable by others`},
 		{"admin token file from the environment, open", map[string]string{"OUTPOST_ADMIN_TOKEN_FILE": adminOpen}, nil,
 			`--admin-token-file: read admin token: ` + adminOpen + ` has mode 0604`},
+		{"negative retention", nil, []string{"--retention", "-1h"}, `--retention: -1h0m0s is negative`},
+		{"short retention", nil, []string{"--retention", "10m"}, `--retention: 10m0s is below the minimum of 1h`},
+		{"bad retention env", map[string]string{"OUTPOST_RETENTION": "forever"}, nil, `invalid value "forever" of OUTPOST_RETENTION for flag --retention: want a duration`},
 		{"admin token too short", nil, []string{"--admin-token-file", good}, `--admin-token-file: admin token in ` + good + `: shorter than 16 characters`},
 	} {
 		_, err := serveConfigOf(t, c.env, c.args...)

@@ -67,6 +67,7 @@ type flags struct {
 	mqttBroker, mqttClientID            string
 	mqttPrefix, mqttGroup               string
 	mqttUsername, mqttPasswordFile      string
+	retention                           daysFlag
 	grace                               time.Duration     // device rotate
 	env                                 map[string]string // flag name → environment variable
 }
@@ -106,6 +107,7 @@ func newFlagSet(getenv func(string) string, stderr io.Writer) (*flag.FlagSet, *f
 	str(&f.mqttGroup, "mqtt-group", "OUTPOST_MQTT_GROUP", "outpost-receiver", "MQTT shared-subscription group of the replicas")
 	str(&f.mqttUsername, "mqtt-username", "OUTPOST_MQTT_USERNAME", "", "MQTT user name")
 	str(&f.mqttPasswordFile, "mqtt-password-file", "OUTPOST_MQTT_PASSWORD_FILE", "", "file holding the MQTT password (not readable by others)")
+	val(&f.retention, "retention", "OUTPOST_RETENTION", "delete readings received longer ago than this, e.g. 90d or 720h, in small batches (0: keep forever)")
 	fs.DurationVar(&f.grace, "grace", 24*time.Hour, "device rotate: how long the old token keeps working (0: not at all)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
@@ -145,6 +147,7 @@ func (f *flags) serveConfig() (receiver.Config, error) {
 		MaxLineBytes: int(f.maxLineBytes), MaxLines: int(f.maxLines),
 		MQTTBroker: f.mqttBroker, MQTTClientID: f.mqttClientID, MQTTPrefix: f.mqttPrefix, MQTTGroup: f.mqttGroup,
 		MQTTUsername: f.mqttUsername, MQTTPasswordFile: f.mqttPasswordFile,
+		Retention: time.Duration(f.retention),
 	}
 	if err := cfg.Validate(); err != nil {
 		return receiver.Config{}, fmt.Errorf("%w: %w", errUsage, err)
@@ -167,6 +170,35 @@ func (s *sizeFlag) Set(v string) error {
 		return errors.New("want a size such as 16384, 512KiB or 8MiB")
 	}
 	*s = sizeFlag(n)
+	return nil
+}
+
+// daysFlag is a duration as Go writes it (720h, 90m) or in whole days
+// (90d).
+type daysFlag time.Duration
+
+func (d daysFlag) String() string {
+	if d != 0 && time.Duration(d)%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(time.Duration(d)/(24*time.Hour)), 10) + "d"
+	}
+	return time.Duration(d).String()
+}
+
+func (d *daysFlag) Set(v string) error {
+	v = strings.TrimSpace(v)
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.ParseInt(n, 10, 64)
+		if err != nil || days < 0 || days > 100*365 {
+			return errors.New("want a duration such as 90d, 720h or 0")
+		}
+		*d = daysFlag(time.Duration(days) * 24 * time.Hour)
+		return nil
+	}
+	t, err := time.ParseDuration(v)
+	if err != nil {
+		return errors.New("want a duration such as 90d, 720h or 0")
+	}
+	*d = daysFlag(t)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/outpost-iot/outpost/internal/logbuf"
 	"github.com/outpost-iot/outpost/receiver"
 	"github.com/outpost-iot/outpost/receiver/store"
+	"github.com/outpost-iot/outpost/receiver/store/storetest"
 )
 
 func runT(t *testing.T, env map[string]string, args ...string) (string, string, error) {
@@ -151,5 +152,49 @@ func TestDeviceRotate(t *testing.T) {
 	}
 	if _, _, err := runT(t, env, "device", "rotate", "pi-07", "--grace", "-1h"); !errors.Is(err, errUsage) {
 		t.Errorf("device rotate --grace -1h = %v; want a usage error", err)
+	}
+}
+
+// TestServeRetention: serve with --retention deletes the readings
+// received longer ago, and keeps the others.
+func TestServeRetention(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.db")
+	db := "sqlite:" + path
+	st, err := receiver.OpenMigrated(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddDevice(t.Context(), "pi-07", store.HashToken("tok"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	old := storetest.BatchOf(storetest.Readings("pi-07", storetest.Stream, 1, 2500))
+	old.ReceivedAt = time.Now().Add(-31 * 24 * time.Hour)
+	if _, err := st.Ingest(t.Context(), "pi-07", old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Ingest(t.Context(), "pi-07", storetest.BatchOf(storetest.Readings("pi-07", storetest.Stream, 2501, 2510))); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stderr logbuf.Buffer
+	env := map[string]string{"OUTPOST_LISTEN": "127.0.0.1:0", "DATABASE_URL": db, "OUTPOST_RETENTION": "30d"}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &bytes.Buffer{}, &stderr) }()
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "deleted=2500"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("retention did not delete the 2500 old readings within 30s:\n%s", stderr.String())
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v\n%s", err, stderr.String())
+	}
+	if got := storetest.All(t, st, store.Query{Device: "pi-07"}); len(got) != 10 || got[0].Seq != 2501 {
+		t.Errorf("left %d readings; want seqs 2501..2510", len(got))
+	}
+	st.Close()
+	if !strings.Contains(stderr.String(), "retention=720h0m0s") {
+		t.Errorf("serve log does not show the retention:\n%s", stderr.String())
 	}
 }
