@@ -13,6 +13,7 @@ package receiver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -150,9 +151,20 @@ func Serve(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer st.Close()
+	var certs *certFiles
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		if certs, err = newCertFiles(cfg.TLSCert, cfg.TLSKey, log.With("component", "tls")); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	scheme := "http"
+	if certs != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, &tls.Config{GetCertificate: certs.getCertificate, MinVersion: tls.VersionTLS12})
 	}
 	srv := NewServer(st, opt)
 	opt = srv.opt // with the defaults
@@ -187,7 +199,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	log.Info("receiver listening", "addr", ln.Addr().String(), "store", storeKind(cfg.DatabaseURL),
+	log.Info("receiver listening", "addr", ln.Addr().String(), "scheme", scheme, "store", storeKind(cfg.DatabaseURL),
 		"max_body_bytes", opt.MaxBodyBytes, "max_decoded_bytes", opt.MaxDecodedBytes,
 		"max_line_bytes", opt.MaxLineBytes, "max_lines", opt.MaxLines, "retention", retentionText(cfg.Retention))
 	if cfg.Ready != nil {

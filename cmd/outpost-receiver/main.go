@@ -67,6 +67,7 @@ type flags struct {
 	mqttBroker, mqttClientID            string
 	mqttPrefix, mqttGroup               string
 	mqttUsername, mqttPasswordFile      string
+	tlsCert, tlsKey                     string
 	retention                           daysFlag
 	grace                               time.Duration     // device rotate
 	env                                 map[string]string // flag name → environment variable
@@ -107,6 +108,8 @@ func newFlagSet(getenv func(string) string, stderr io.Writer) (*flag.FlagSet, *f
 	str(&f.mqttGroup, "mqtt-group", "OUTPOST_MQTT_GROUP", "outpost-receiver", "MQTT shared-subscription group of the replicas")
 	str(&f.mqttUsername, "mqtt-username", "OUTPOST_MQTT_USERNAME", "", "MQTT user name")
 	str(&f.mqttPasswordFile, "mqtt-password-file", "OUTPOST_MQTT_PASSWORD_FILE", "", "file holding the MQTT password (not readable by others)")
+	str(&f.tlsCert, "tls-cert", "OUTPOST_TLS_CERT", "", "PEM certificate (chain) to serve HTTPS with, re-read when it changes; with --tls-key")
+	str(&f.tlsKey, "tls-key", "OUTPOST_TLS_KEY", "", "PEM private key of --tls-cert (not readable by others)")
 	val(&f.retention, "retention", "OUTPOST_RETENTION", "delete readings received longer ago than this, e.g. 90d or 720h, in small batches (0: keep forever)")
 	fs.DurationVar(&f.grace, "grace", 24*time.Hour, "device rotate: how long the old token keeps working (0: not at all)")
 	fs.Usage = func() {
@@ -147,7 +150,7 @@ func (f *flags) serveConfig() (receiver.Config, error) {
 		MaxLineBytes: int(f.maxLineBytes), MaxLines: int(f.maxLines),
 		MQTTBroker: f.mqttBroker, MQTTClientID: f.mqttClientID, MQTTPrefix: f.mqttPrefix, MQTTGroup: f.mqttGroup,
 		MQTTUsername: f.mqttUsername, MQTTPasswordFile: f.mqttPasswordFile,
-		Retention: time.Duration(f.retention),
+		TLSCert: f.tlsCert, TLSKey: f.tlsKey, Retention: time.Duration(f.retention),
 	}
 	if err := cfg.Validate(); err != nil {
 		return receiver.Config{}, fmt.Errorf("%w: %w", errUsage, err)
