@@ -12,7 +12,8 @@ import (
 // certFiles serves the certificate in a pair of PEM files, read again
 // when they change (a certbot renewal needs no restart): each handshake
 // reads the two small files, and parses them only when their bytes
-// differ from the pair in use. A pair that does not load (the key
+// differ from the pair in use. A key file that others may read is
+// refused, as the other secrets are. A pair that does not load (the key
 // written but not yet the certificate) leaves the one in use in place.
 type certFiles struct {
 	certPath, keyPath string
@@ -40,6 +41,12 @@ func (c *certFiles) reload() error {
 	key, err := os.ReadFile(c.keyPath)
 	if err != nil {
 		return fmt.Errorf("tls key: %w", err)
+	}
+	// As for the other secrets: a key that others may read is refused.
+	if fi, err := os.Stat(c.keyPath); err != nil {
+		return fmt.Errorf("tls key: %w", err)
+	} else if perm := fi.Mode().Perm(); perm&0o006 != 0 {
+		return fmt.Errorf("tls key %s has mode %04o, readable or writable by others: chmod o-rw it (0600 or 0640)", c.keyPath, perm)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

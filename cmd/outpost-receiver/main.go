@@ -109,7 +109,7 @@ func newFlagSet(getenv func(string) string, stderr io.Writer) (*flag.FlagSet, *f
 	str(&f.mqttUsername, "mqtt-username", "OUTPOST_MQTT_USERNAME", "", "MQTT user name")
 	str(&f.mqttPasswordFile, "mqtt-password-file", "OUTPOST_MQTT_PASSWORD_FILE", "", "file holding the MQTT password (not readable by others)")
 	str(&f.tlsCert, "tls-cert", "OUTPOST_TLS_CERT", "", "PEM certificate (chain) to serve HTTPS with, re-read when it changes; with --tls-key")
-	str(&f.tlsKey, "tls-key", "OUTPOST_TLS_KEY", "", "PEM private key of --tls-cert (not readable by others)")
+	str(&f.tlsKey, "tls-key", "OUTPOST_TLS_KEY", "", "PEM private key of --tls-cert (a file others may read is refused)")
 	val(&f.retention, "retention", "OUTPOST_RETENTION", "delete readings received longer ago than this, e.g. 90d or 720h, in small batches (0: keep forever)")
 	fs.DurationVar(&f.grace, "grace", 24*time.Hour, "device rotate: how long the old token keeps working (0: not at all)")
 	fs.Usage = func() {

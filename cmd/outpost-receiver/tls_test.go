@@ -157,11 +157,18 @@ func TestServeTLS(t *testing.T) {
 }
 
 func TestTLSFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	newTestCA(t).issue(t, 7, cert, key)
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"--tls-cert", "/x/cert.pem"}, "--tls-cert and --tls-key go together"},
+		{[]string{"--tls-cert", cert, "--tls-key", key}, "tls key " + key + " has mode 0644, readable or writable by others"},
 		{[]string{"--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"}, "--tls-cert, --tls-key: tls certificate: open /nonexistent/cert.pem"},
 	} {
 		if _, err := serveConfigOf(t, nil, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
