@@ -3,6 +3,7 @@ package receiver
 import (
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -357,6 +358,10 @@ func BenchmarkIngestMQTT(b *testing.B) {
 // returns the time until the last receipt.
 func runMQTT(b *testing.B, mq *testserver.Mosquitto, st store.Store, clientID string) time.Duration {
 	prefix := "bench-" + clientID // a topic space of its own: no stale messages
+	// MQTT ingest takes registered devices only.
+	if err := st.AddDevice(b.Context(), "pi-07", store.HashToken(tokPi07), t0); err != nil && !errors.Is(err, store.ErrDeviceExists) {
+		b.Fatal(err)
+	}
 	m, err := NewServer(st, Options{}).StartMQTT(b.Context(), MQTTOptions{Broker: mq.URL(), ClientID: clientID, Prefix: prefix})
 	if err != nil {
 		b.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/outpost-iot/outpost/internal/reading"
@@ -31,7 +32,13 @@ type Config struct {
 	// MQTTPasswordFile names the file Validate reads MQTTPassword from
 	// ("" for none).
 	MQTTPasswordFile string
-	Logger           *slog.Logger
+	// TLSCert and TLSKey, both or neither, are the PEM files of the
+	// certificate served over HTTPS (re-read when they change).
+	TLSCert, TLSKey string
+	// Retention deletes readings received longer ago than this (0:
+	// keep them forever).
+	Retention time.Duration
+	Logger    *slog.Logger
 	// Ready, when set, is called with the listening address once the
 	// store is migrated and the server accepts connections.
 	Ready func(addr net.Addr)
@@ -85,6 +92,23 @@ func (c *Config) Validate() error {
 	}
 	if c.MQTTClientID == "" || len(c.MQTTClientID) > 256 || !utf8.ValidString(c.MQTTClientID) {
 		bad("--mqtt-client-id: %q; want 1 to 256 bytes of UTF-8", c.MQTTClientID)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("--tls-cert and --tls-key go together: give both or neither")
+	} else if c.TLSCert != "" {
+		if _, err := newCertFiles(c.TLSCert, c.TLSKey, nil); err != nil {
+			bad("--tls-cert, --tls-key: %v", err)
+		}
+	}
+	if c.Retention < 0 {
+		bad("--retention: %v is negative; want 0 (keep forever) or a duration such as 90d or 720h", c.Retention)
+	} else if c.Retention > 0 && c.Retention < time.Hour {
+		bad("--retention: %v is below the minimum of 1h", c.Retention)
+	}
+	if c.AdminTokenFile != "" {
+		if _, err := ReadAdminToken(c.AdminTokenFile); err != nil {
+			bad("--admin-token-file: %v", err)
+		}
 	}
 	if c.MQTTPasswordFile != "" {
 		if c.MQTTUsername == "" {

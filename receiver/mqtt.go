@@ -41,6 +41,11 @@ type MQTTOptions struct {
 	MaxDecodedBytes int64
 	MaxLineBytes    int
 	MaxLines        int
+	// DeviceCacheTTL bounds how long a device's registration is trusted
+	// without asking the store whether any device changed (default
+	// DefaultDeviceCacheTTL): a revoke stops a device's MQTT ingest on
+	// every replica within it.
+	DeviceCacheTTL time.Duration
 
 	// crashAfterCommit, in tests, is asked after each commit whether to
 	// stop right there, before the receipt and the acknowledgement.
@@ -63,6 +68,7 @@ type MQTT struct {
 	subOnce   sync.Once
 	subbed    chan struct{} // closed once the first subscription holds
 	handled   atomic.Int64  // batches committed by this replica
+	devices   *deviceCache  // which devices may send
 }
 
 // StartMQTT connects to the broker and subscribes. Messages are handled
@@ -104,7 +110,8 @@ func (s *Server) StartMQTT(ctx context.Context, opt MQTTOptions) (*MQTT, error) 
 	if opt.Password != "" {
 		co.SetPassword(opt.Password)
 	}
-	m := &MQTT{store: s.store, opt: opt, log: opt.Logger, metrics: s.metrics, conflicts: s.conflicts, subbed: make(chan struct{})}
+	m := &MQTT{store: s.store, opt: opt, log: opt.Logger, metrics: s.metrics, conflicts: s.conflicts, subbed: make(chan struct{}),
+		devices: newDeviceCache(s.store, opt.DeviceCacheTTL, nil)}
 	m.ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	filter := "$share/" + opt.Group + "/" + opt.Prefix + "/+/readings"
 	co.AddBroker(u.String()).SetClientID(opt.ClientID).
@@ -178,6 +185,17 @@ func (m *MQTT) handleStatus(_ mqtt.Client, msg mqtt.Message) {
 		m.log.Info("mqtt status ignored: not a JSON object on <prefix>/<device>/status", "topic", msg.Topic())
 		return
 	}
+	var claimed struct {
+		Device *string `json:"device"`
+	}
+	if json.Unmarshal(msg.Payload(), &claimed) == nil && claimed.Device != nil && *claimed.Device != device {
+		m.metrics.rejected.WithLabelValues("mqtt", "status_device").Inc()
+		m.log.Info("mqtt status ignored: it names another device than its topic", "topic", msg.Topic(), "device", *claimed.Device)
+		return
+	}
+	if !m.allowed(msg, device) {
+		return
+	}
 	if err := m.store.SaveStatus(m.ctx, device, msg.Payload(), time.Now().UTC()); err != nil {
 		m.log.Warn("mqtt status not stored", "device", device, "err", err)
 	}
@@ -195,6 +213,12 @@ func (m *MQTT) handleReadings(_ mqtt.Client, msg mqtt.Message) {
 	device, ok := m.topicDevice(msg.Topic())
 	if !ok {
 		m.reject(msg, "", fmt.Errorf("topic %q is not %s/<device>/readings", msg.Topic(), m.opt.Prefix), 0)
+		return
+	}
+	if !m.allowed(msg, device) {
+		if m.ctx.Err() == nil {
+			msg.Ack() // no receipt: the device sends again later, as over HTTP after a 401
+		}
 		return
 	}
 	src, err := openPayload(msg.Payload())
@@ -245,6 +269,40 @@ func (m *MQTT) handleReadings(_ mqtt.Client, msg mqtt.Message) {
 	}
 	releaseBatch(b)
 	msg.Ack()
+}
+
+// allowed reports whether device, of msg's topic, is registered and not
+// revoked, as the HTTP API requires of a token. A message of any other
+// device is counted and logged (once per device while the cache holds
+// the answer), and nothing of it is stored: not even as rejected, so
+// that a flood of them costs no writes. A store that fails is asked
+// again (the message stays unacknowledged) until it answers or the
+// receiver stops.
+func (m *MQTT) allowed(msg mqtt.Message, device string) bool {
+	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 30*time.Second) {
+		err, fresh := m.devices.check(m.ctx, device)
+		switch {
+		case err == nil:
+			return true
+		case errors.Is(err, store.ErrUnknownDevice), errors.Is(err, store.ErrRevoked):
+			reason := "unknown_device"
+			if errors.Is(err, store.ErrRevoked) {
+				reason = "revoked"
+			}
+			m.metrics.rejected.WithLabelValues("mqtt", reason).Inc()
+			if fresh {
+				m.log.Warn("mqtt messages of this device refused: "+err.Error(), "device", device, "topic", msg.Topic())
+			}
+			return false
+		}
+		m.metrics.storeErrs.WithLabelValues("check_device").Inc()
+		m.log.Warn("mqtt device not checked, will retry", "device", device, "err", err, "retry_s", wait.Seconds())
+		select {
+		case <-m.ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
 }
 
 // reject keeps a message that can never be stored, receipts it as

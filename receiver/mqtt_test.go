@@ -27,6 +27,9 @@ func TestMQTTTwoReceivers(t *testing.T) {
 	if err := st.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	if err := st.AddDevice(t.Context(), "pi-07", store.HashToken(tokPi07), t0); err != nil {
+		t.Fatal(err)
+	}
 	var rs []*MQTT
 	for _, id := range []string{"receiver-a", "receiver-b"} {
 		m, err := NewServer(st, Options{}).StartMQTT(t.Context(), MQTTOptions{Broker: mq.URL(), ClientID: id, Group: "test"})
@@ -116,9 +119,6 @@ func TestMQTTTwoReceivers(t *testing.T) {
 	}
 
 	// The retained heartbeat becomes the device's last status.
-	if err := st.AddDevice(t.Context(), "pi-07", store.HashToken(tokPi07), t0); err != nil {
-		t.Fatal(err)
-	}
 	if tok := dev.Publish("outpost/pi-07/status", 1, true, []byte(`{"device":"pi-07","state":"online","uptime_s":3}`)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish status: %v", tok.Error())
 	}
@@ -159,6 +159,9 @@ func TestMQTTCrashBeforeAck(t *testing.T) {
 	mq := testserver.StartMosquitto(t, testserver.MosquittoOptions{})
 	st := openSQLiteT(t)
 	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddDevice(t.Context(), "pi-07", store.HashToken(tokPi07), t0); err != nil {
 		t.Fatal(err)
 	}
 	crashed := make(chan struct{})

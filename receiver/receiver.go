@@ -13,12 +13,12 @@ package receiver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -85,20 +85,38 @@ func AddDevice(ctx context.Context, st store.Store, id string) (string, error) {
 		return "", fmt.Errorf("device id %q: %w", id, err)
 	}
 	token, hash := NewToken()
-	if err := st.AddDevice(ctx, id, hash, time.Now().UTC()); err != nil {
+	err := st.AddDevice(ctx, id, hash, time.Now().UTC())
+	if errors.Is(err, store.ErrDeviceExists) {
+		return "", fmt.Errorf("%w (to give it a new token, revoked or not: outpost-receiver device rotate %s)", err, id)
+	}
+	if err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
+// RotateDevice gives a device a new token and returns it (only its hash
+// is stored). The old token keeps working for grace (0: it stops at
+// once); a revoked device is reinstated with the new token alone.
+func RotateDevice(ctx context.Context, st store.Store, id string, grace time.Duration) (string, error) {
+	if grace < 0 {
+		return "", fmt.Errorf("grace %v: must not be negative", grace)
+	}
+	token, hash := NewToken()
+	if err := st.RotateToken(ctx, id, hash, grace, time.Now().UTC()); err != nil {
 		return "", err
 	}
 	return token, nil
 }
 
 // ReadAdminToken reads the admin token from path (surrounding whitespace
-// ignored) and returns its hash, for Options.AdminTokenHash.
+// ignored) and returns its hash, for Options.AdminTokenHash. As for the
+// MQTT password, a file that others may read or write is refused.
 func ReadAdminToken(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	tok, err := ReadSecretFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read admin token: %w", err)
 	}
-	tok := strings.TrimSpace(string(b))
 	if len(tok) < 16 {
 		return nil, fmt.Errorf("admin token in %s: shorter than 16 characters", path)
 	}
@@ -133,9 +151,20 @@ func Serve(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer st.Close()
+	var certs *certFiles
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		if certs, err = newCertFiles(cfg.TLSCert, cfg.TLSKey, log.With("component", "tls")); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	scheme := "http"
+	if certs != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, &tls.Config{GetCertificate: certs.getCertificate, MinVersion: tls.VersionTLS12})
 	}
 	srv := NewServer(st, opt)
 	opt = srv.opt // with the defaults
@@ -158,11 +187,21 @@ func Serve(ctx context.Context, cfg Config) error {
 		}
 		defer m.Close() // after the HTTP shutdown below
 	}
+	if cfg.Retention > 0 {
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			runRetention(rctx, st, cfg.Retention, log.With("component", "retention"))
+		}()
+		defer func() { stop(); <-done }() // before the store closes
+
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	log.Info("receiver listening", "addr", ln.Addr().String(), "store", storeKind(cfg.DatabaseURL),
+	log.Info("receiver listening", "addr", ln.Addr().String(), "scheme", scheme, "store", storeKind(cfg.DatabaseURL),
 		"max_body_bytes", opt.MaxBodyBytes, "max_decoded_bytes", opt.MaxDecodedBytes,
-		"max_line_bytes", opt.MaxLineBytes, "max_lines", opt.MaxLines)
+		"max_line_bytes", opt.MaxLineBytes, "max_lines", opt.MaxLines, "retention", retentionText(cfg.Retention))
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}
@@ -178,6 +217,13 @@ func Serve(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("shut down http: %w", err)
 	}
 	return nil
+}
+
+func retentionText(d time.Duration) string {
+	if d == 0 {
+		return "forever"
+	}
+	return d.String()
 }
 
 func storeKind(url string) string {

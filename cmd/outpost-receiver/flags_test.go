@@ -91,10 +91,36 @@ func TestServeFlagsAndEnv(t *testing.T) {
 	}
 }
 
+func TestRetentionFlag(t *testing.T) {
+	for v, want := range map[string]time.Duration{"90d": 90 * 24 * time.Hour, "720h": 720 * time.Hour, "0": 0, "0d": 0} {
+		cfg, err := serveConfigOf(t, nil, "--retention", v)
+		if err != nil || cfg.Retention != want {
+			t.Errorf("--retention %s = %v, %v; want %v", v, cfg.Retention, err, want)
+		}
+	}
+}
+
+// TestAdminTokenFileMode: the admin token's file is checked as the MQTT
+// password's is: 0600 and 0640 are taken, a file others may read or
+// write is refused.
+func TestAdminTokenFileMode(t *testing.T) {
+	for _, c := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{{0o600, true}, {0o640, true}, {0o400, true}, {0o644, false}, {0o602, false}, {0o666, false}} {
+		p := secretFile(t, c.mode, "admin-token-of-sixteen-or-more\n")
+		_, err := serveConfigOf(t, nil, "--admin-token-file", p)
+		if (err == nil) != c.ok {
+			t.Errorf("--admin-token-file of mode %04o: error = %v; want ok = %v", c.mode, err, c.ok)
+		}
+	}
+}
+
 func TestServeFlagErrors(t *testing.T) {
 	open := secretFile(t, 0o644, "s3cret-pass")
 	good := secretFile(t, 0o600, "s3cret-pass")
 	empty := secretFile(t, 0o600, "\n")
+	adminOpen := secretFile(t, 0o604, "s3cret-pass-admin-token")
 	for _, c := range []struct {
 		name string
 		env  map[string]string
@@ -126,6 +152,14 @@ func TestServeFlagErrors(t *testing.T) {
 		{"password file missing", nil, []string{"--mqtt-username", "rx", "--mqtt-password-file", "/nonexistent/pw"},
 			`--mqtt-password-file: open /nonexistent/pw: no such file or directory`},
 		{"password file empty", nil, []string{"--mqtt-username", "rx", "--mqtt-password-file", empty}, `--mqtt-password-file: ` + empty + ` is empty`},
+		{"admin token file readable by others", nil, []string{"--admin-token-file", adminOpen},
+			`--admin-token-file: read admin token: ` + adminOpen + ` has mode 0604, readable or writable by others`},
+		{"admin token file from the environment, open", map[string]string{"OUTPOST_ADMIN_TOKEN_FILE": adminOpen}, nil,
+			`--admin-token-file: read admin token: ` + adminOpen + ` has mode 0604`},
+		{"negative retention", nil, []string{"--retention", "-1h"}, `--retention: -1h0m0s is negative`},
+		{"short retention", nil, []string{"--retention", "10m"}, `--retention: 10m0s is below the minimum of 1h`},
+		{"bad retention env", map[string]string{"OUTPOST_RETENTION": "forever"}, nil, `invalid value "forever" of OUTPOST_RETENTION for flag --retention: want a duration`},
+		{"admin token too short", nil, []string{"--admin-token-file", good}, `--admin-token-file: admin token in ` + good + `: shorter than 16 characters`},
 	} {
 		_, err := serveConfigOf(t, c.env, c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, errUsage) {

@@ -1,6 +1,6 @@
 // The outpost-receiver program is Outpost's cloud side: it serves the
 // ingest and query API (the default command, serve), manages device tokens
-// (device add|list|revoke) and migrates the database (migrate).
+// (device add|list|revoke|rotate) and migrates the database (migrate).
 package main
 
 import (
@@ -47,6 +47,10 @@ Commands:
   device add ID       register a device; prints its new token, alone, on stdout
   device list         list the devices
   device revoke ID    revoke a device's token
+  device rotate ID [--grace 24h]
+                      give a device a new token, printed alone on stdout; the
+                      old one works until the grace ends (a revoked device is
+                      reinstated, none of its old tokens works)
   migrate             apply the database migrations and exit
   version             print the version
 
@@ -63,6 +67,9 @@ type flags struct {
 	mqttBroker, mqttClientID            string
 	mqttPrefix, mqttGroup               string
 	mqttUsername, mqttPasswordFile      string
+	tlsCert, tlsKey                     string
+	retention                           daysFlag
+	grace                               time.Duration     // device rotate
 	env                                 map[string]string // flag name → environment variable
 }
 
@@ -101,6 +108,10 @@ func newFlagSet(getenv func(string) string, stderr io.Writer) (*flag.FlagSet, *f
 	str(&f.mqttGroup, "mqtt-group", "OUTPOST_MQTT_GROUP", "outpost-receiver", "MQTT shared-subscription group of the replicas")
 	str(&f.mqttUsername, "mqtt-username", "OUTPOST_MQTT_USERNAME", "", "MQTT user name")
 	str(&f.mqttPasswordFile, "mqtt-password-file", "OUTPOST_MQTT_PASSWORD_FILE", "", "file holding the MQTT password (not readable by others)")
+	str(&f.tlsCert, "tls-cert", "OUTPOST_TLS_CERT", "", "PEM certificate (chain) to serve HTTPS with, re-read when it changes; with --tls-key")
+	str(&f.tlsKey, "tls-key", "OUTPOST_TLS_KEY", "", "PEM private key of --tls-cert (a file others may read is refused)")
+	val(&f.retention, "retention", "OUTPOST_RETENTION", "delete readings received longer ago than this, e.g. 90d or 720h, in small batches (0: keep forever)")
+	fs.DurationVar(&f.grace, "grace", 24*time.Hour, "device rotate: how long the old token keeps working (0: not at all)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -139,6 +150,7 @@ func (f *flags) serveConfig() (receiver.Config, error) {
 		MaxLineBytes: int(f.maxLineBytes), MaxLines: int(f.maxLines),
 		MQTTBroker: f.mqttBroker, MQTTClientID: f.mqttClientID, MQTTPrefix: f.mqttPrefix, MQTTGroup: f.mqttGroup,
 		MQTTUsername: f.mqttUsername, MQTTPasswordFile: f.mqttPasswordFile,
+		TLSCert: f.tlsCert, TLSKey: f.tlsKey, Retention: time.Duration(f.retention),
 	}
 	if err := cfg.Validate(); err != nil {
 		return receiver.Config{}, fmt.Errorf("%w: %w", errUsage, err)
@@ -161,6 +173,35 @@ func (s *sizeFlag) Set(v string) error {
 		return errors.New("want a size such as 16384, 512KiB or 8MiB")
 	}
 	*s = sizeFlag(n)
+	return nil
+}
+
+// daysFlag is a duration as Go writes it (720h, 90m) or in whole days
+// (90d).
+type daysFlag time.Duration
+
+func (d daysFlag) String() string {
+	if d != 0 && time.Duration(d)%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(time.Duration(d)/(24*time.Hour)), 10) + "d"
+	}
+	return time.Duration(d).String()
+}
+
+func (d *daysFlag) Set(v string) error {
+	v = strings.TrimSpace(v)
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.ParseInt(n, 10, 64)
+		if err != nil || days < 0 || days > 100*365 {
+			return errors.New("want a duration such as 90d, 720h or 0")
+		}
+		*d = daysFlag(time.Duration(days) * 24 * time.Hour)
+		return nil
+	}
+	t, err := time.ParseDuration(v)
+	if err != nil {
+		return errors.New("want a duration such as 90d, 720h or 0")
+	}
+	*d = daysFlag(t)
 	return nil
 }
 
@@ -231,7 +272,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "database migrated")
 		return nil
 	case "device":
-		return runDevice(ctx, f.databaseURL, words, stdout)
+		return runDevice(ctx, f, words, stdout)
 	case "version":
 		fmt.Fprintf(stdout, "outpost-receiver %s %s/%s %s\n", version, runtime.GOOS, runtime.GOARCH, runtime.Version())
 		return nil
@@ -244,9 +285,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
 }
 
-func runDevice(ctx context.Context, url string, words []string, stdout io.Writer) error {
+func runDevice(ctx context.Context, f *flags, words []string, stdout io.Writer) error {
 	if len(words) == 0 {
-		return fmt.Errorf("%w: device add ID | device list | device revoke ID", errUsage)
+		return fmt.Errorf("%w: device add ID | device list | device revoke ID | device rotate ID [--grace 24h]", errUsage)
 	}
 	sub, words := words[0], words[1:]
 	want := 1
@@ -257,11 +298,14 @@ func runDevice(ctx context.Context, url string, words []string, stdout io.Writer
 		return fmt.Errorf("%w: device %s takes %d argument(s), got %d", errUsage, sub, want, len(words))
 	}
 	switch sub {
-	case "add", "list", "revoke":
+	case "add", "list", "revoke", "rotate":
 	default:
-		return fmt.Errorf("%w: unknown device command %q (want add, list or revoke)", errUsage, sub)
+		return fmt.Errorf("%w: unknown device command %q (want add, list, revoke or rotate)", errUsage, sub)
 	}
-	st, err := receiver.OpenMigrated(ctx, url)
+	if f.grace < 0 {
+		return fmt.Errorf("%w: --grace %v: must not be negative", errUsage, f.grace)
+	}
+	st, err := receiver.OpenMigrated(ctx, f.databaseURL)
 	if err != nil {
 		return err
 	}
@@ -269,6 +313,13 @@ func runDevice(ctx context.Context, url string, words []string, stdout io.Writer
 	switch sub {
 	case "add":
 		token, err := receiver.AddDevice(ctx, st, words[0])
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(stdout, token)
+		return err
+	case "rotate":
+		token, err := receiver.RotateDevice(ctx, st, words[0], f.grace)
 		if err != nil {
 			return err
 		}

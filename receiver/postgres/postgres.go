@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,7 +36,8 @@ const migrationLockKey = 0x6f7574706f737421
 // through COPY into a per-connection temporary staging table, then one
 // INSERT … SELECT … ON CONFLICT DO NOTHING into readings.
 type Postgres struct {
-	pool *pgxpool.Pool
+	pool          *pgxpool.Pool
+	receivedIndex atomic.Bool // readings_received_at is known to exist
 }
 
 // stagingSQL creates the per-connection staging table; its fate column
@@ -45,6 +47,21 @@ const stagingSQL = `CREATE TEMP TABLE IF NOT EXISTS staging (
 	fate int NOT NULL, stream bigint NOT NULL, seq bigint NOT NULL, sensor text NOT NULL,
 	ts timestamptz NOT NULL, value double precision NOT NULL, unit text NOT NULL,
 	labels jsonb, unsynced boolean NOT NULL) ON COMMIT DELETE ROWS`
+
+// createReceivedIndex creates readings_received_at unless it exists.
+func (p *Postgres) createReceivedIndex(ctx context.Context) error {
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(migrationLockKey)); err != nil {
+		return err
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrationLockKey))
+	_, err = conn.Exec(ctx, `CREATE INDEX IF NOT EXISTS readings_received_at ON readings USING brin (received_at)`)
+	return err
+}
 
 // Open connects a pool to the database at url (postgres://…). It does
 // not migrate; call Migrate.
@@ -412,12 +429,20 @@ func commitStaged(ctx context.Context, c *pgx.Conn, device string, b *store.Batc
 	return nil
 }
 
+// authenticateSQL finds the device of a token: its current one, or one
+// it had before a rotation whose grace has not ended.
+const authenticateSQL = `SELECT d.id, t.hash, d.revoked_at FROM (
+		SELECT id AS device_id, token_hash AS hash FROM devices WHERE token_hash = $1
+		UNION ALL
+		SELECT device_id, token_hash FROM previous_tokens WHERE token_hash = $1 AND expires_at > now()
+	) AS t JOIN devices d ON d.id = t.device_id LIMIT 1`
+
 // Authenticate returns the device whose token hashes to tokenHash.
 func (p *Postgres) Authenticate(ctx context.Context, tokenHash []byte) (string, error) {
 	var id string
 	var stored []byte
 	var revoked *time.Time
-	err := p.pool.QueryRow(ctx, `SELECT id, token_hash, revoked_at FROM devices WHERE token_hash = $1`, tokenHash).Scan(&id, &stored, &revoked)
+	err := p.pool.QueryRow(ctx, authenticateSQL, tokenHash).Scan(&id, &stored, &revoked)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", store.ErrUnknownToken
 	}
@@ -431,6 +456,85 @@ func (p *Postgres) Authenticate(ctx context.Context, tokenHash []byte) (string, 
 		return "", store.ErrRevoked
 	}
 	return id, nil
+}
+
+// CheckDevice reports whether the device is registered and not revoked.
+func (p *Postgres) CheckDevice(ctx context.Context, id string) error {
+	var revoked *time.Time
+	err := p.pool.QueryRow(ctx, `SELECT revoked_at FROM devices WHERE id = $1`, id).Scan(&revoked)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return store.ErrUnknownDevice
+	case err != nil:
+		return store.Unavailable("check device", err)
+	case revoked != nil:
+		return store.ErrRevoked
+	}
+	return nil
+}
+
+// DevicesGeneration returns the counter that every change of a device's
+// registration increases (a trigger on devices, migration 0004).
+func (p *Postgres) DevicesGeneration(ctx context.Context) (int64, error) {
+	var g int64
+	if err := p.pool.QueryRow(ctx, `SELECT generation FROM device_generation`).Scan(&g); err != nil {
+		return 0, store.Unavailable("read device generation", err)
+	}
+	return g, nil
+}
+
+// RotateToken gives the device a new token; see store.Store.
+func (p *Postgres) RotateToken(ctx context.Context, id string, tokenHash []byte, grace time.Duration, at time.Time) error {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var old []byte
+		var revoked *time.Time
+		err := tx.QueryRow(ctx, `SELECT token_hash, revoked_at FROM devices WHERE id = $1 FOR UPDATE`, id).Scan(&old, &revoked)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: %s", store.ErrUnknownDevice, id)
+		}
+		if err != nil {
+			return err
+		}
+		// A revoked device's old tokens stay dead; expired ones go.
+		if _, err := tx.Exec(ctx, `DELETE FROM previous_tokens WHERE device_id = $1 AND (expires_at <= $2 OR $3)`,
+			id, at, revoked != nil); err != nil {
+			return err
+		}
+		if revoked == nil && grace > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO previous_tokens (token_hash, device_id, expires_at) VALUES ($1, $2, $3)`,
+				old, id, at.Add(grace)); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE devices SET token_hash = $2, revoked_at = NULL WHERE id = $1`, id, tokenHash)
+		return err
+	})
+	if errors.Is(err, store.ErrUnknownDevice) {
+		return err
+	}
+	if err != nil {
+		return store.Unavailable("rotate token", err)
+	}
+	return nil
+}
+
+// DeleteReceivedBefore deletes at most limit readings received before t.
+// Its first call creates the index on received_at that it needs (BRIN:
+// tiny, and nearly free to keep up as readings arrive in time order),
+// under the migration lock, as replicas may start retention together.
+func (p *Postgres) DeleteReceivedBefore(ctx context.Context, t time.Time, limit int) (int64, error) {
+	if !p.receivedIndex.Load() {
+		if err := p.createReceivedIndex(ctx); err != nil {
+			return 0, store.Unavailable("create index for retention", err)
+		}
+		p.receivedIndex.Store(true)
+	}
+	tag, err := p.pool.Exec(ctx, `DELETE FROM readings WHERE ctid = ANY(ARRAY(
+		SELECT ctid FROM readings WHERE received_at < $1 LIMIT $2))`, t, limit)
+	if err != nil {
+		return 0, store.Unavailable("delete old readings", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // SaveStatus keeps status as the device's last heartbeat.
@@ -460,11 +564,20 @@ func (p *Postgres) AddDevice(ctx context.Context, id string, tokenHash []byte, a
 
 // RevokeDevice revokes the device's token.
 func (p *Postgres) RevokeDevice(ctx context.Context, id string, at time.Time) error {
-	tag, err := p.pool.Exec(ctx, `UPDATE devices SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1`, id, at)
+	var n int64
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE devices SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1`, id, at)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		_, err = tx.Exec(ctx, `DELETE FROM previous_tokens WHERE device_id = $1`, id)
+		return err
+	})
 	if err != nil {
 		return store.Unavailable("revoke device", err)
 	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		return fmt.Errorf("%w: %s", store.ErrUnknownDevice, id)
 	}
 	return nil

@@ -38,6 +38,8 @@ type SQLite struct {
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt // the ingest path's statements, prepared once
+
+	receivedIndex bool // readings_received_at exists (guarded by mu)
 }
 
 // stmt returns query prepared (once: parsing a statement costs about as
@@ -370,14 +372,22 @@ func labelsJSON(m map[string]string) (any, error) {
 	return string(b), nil
 }
 
+// authenticateSQL finds the device of a token: its current one, or one
+// it had before a rotation whose grace has not ended (?2, now).
+const authenticateSQL = `SELECT d.id, t.hash, d.revoked_at FROM (
+		SELECT id AS device_id, token_hash AS hash FROM devices WHERE token_hash = ?1
+		UNION ALL
+		SELECT device_id, token_hash FROM previous_tokens WHERE token_hash = ?1 AND expires_at > ?2
+	) AS t JOIN devices d ON d.id = t.device_id LIMIT 1`
+
 // Authenticate returns the device whose token hashes to tokenHash.
 func (s *SQLite) Authenticate(ctx context.Context, tokenHash []byte) (string, error) {
 	var id string
 	var stored []byte
 	var revoked sql.NullInt64
-	st, err := s.stmt(ctx, `SELECT id, token_hash, revoked_at FROM devices WHERE token_hash = ?`)
+	st, err := s.stmt(ctx, authenticateSQL)
 	if err == nil {
-		err = st.QueryRowContext(ctx, tokenHash).Scan(&id, &stored, &revoked)
+		err = st.QueryRowContext(ctx, tokenHash, micros(time.Now())).Scan(&id, &stored, &revoked)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", store.ErrUnknownToken
@@ -392,6 +402,68 @@ func (s *SQLite) Authenticate(ctx context.Context, tokenHash []byte) (string, er
 		return "", store.ErrRevoked
 	}
 	return id, nil
+}
+
+// CheckDevice reports whether the device is registered and not revoked.
+func (s *SQLite) CheckDevice(ctx context.Context, id string) error {
+	var revoked sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT revoked_at FROM devices WHERE id = ?`, id).Scan(&revoked)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return store.ErrUnknownDevice
+	case err != nil:
+		return store.Unavailable("check device", err)
+	case revoked.Valid:
+		return store.ErrRevoked
+	}
+	return nil
+}
+
+// DevicesGeneration returns the counter that every change of a device's
+// registration increases (triggers on devices, migration 0004).
+func (s *SQLite) DevicesGeneration(ctx context.Context) (int64, error) {
+	var g int64
+	if err := s.db.QueryRowContext(ctx, `SELECT generation FROM device_generation`).Scan(&g); err != nil {
+		return 0, store.Unavailable("read device generation", err)
+	}
+	return g, nil
+}
+
+// RotateToken gives the device a new token; see store.Store.
+func (s *SQLite) RotateToken(ctx context.Context, id string, tokenHash []byte, grace time.Duration, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var old []byte
+		var revoked sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT token_hash, revoked_at FROM devices WHERE id = ?`, id).Scan(&old, &revoked)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: %s", store.ErrUnknownDevice, id)
+		}
+		if err != nil {
+			return err
+		}
+		// A revoked device's old tokens stay dead; expired ones go.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM previous_tokens WHERE device_id = ? AND (expires_at <= ? OR ?)`,
+			id, micros(at), revoked.Valid); err != nil {
+			return err
+		}
+		if !revoked.Valid && grace > 0 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO previous_tokens (token_hash, device_id, expires_at) VALUES (?, ?, ?)`,
+				old, id, micros(at.Add(grace))); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE devices SET token_hash = ?, revoked_at = NULL WHERE id = ?`, tokenHash, id)
+		return err
+	})
+	if errors.Is(err, store.ErrUnknownDevice) {
+		return err
+	}
+	if err != nil {
+		return store.Unavailable("rotate token", err)
+	}
+	return nil
 }
 
 // SaveStatus keeps status as the device's last heartbeat.
@@ -427,14 +499,44 @@ func (s *SQLite) AddDevice(ctx context.Context, id string, tokenHash []byte, at 
 func (s *SQLite) RevokeDevice(ctx context.Context, id string, at time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	res, err := s.db.ExecContext(ctx, `UPDATE devices SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`, micros(at), id)
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE devices SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`, micros(at), id)
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		_, err = tx.ExecContext(ctx, `DELETE FROM previous_tokens WHERE device_id = ?`, id)
+		return err
+	})
 	if err != nil {
 		return store.Unavailable("revoke device", err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if n == 0 {
 		return fmt.Errorf("%w: %s", store.ErrUnknownDevice, id)
 	}
 	return nil
+}
+
+// DeleteReceivedBefore deletes at most limit readings received before t.
+// Its first call creates the index on received_at that it needs: the
+// index costs every insert, so only a receiver with retention pays it.
+func (s *SQLite) DeleteReceivedBefore(ctx context.Context, t time.Time, limit int) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.receivedIndex {
+		if _, err := s.db.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS readings_received_at ON readings (received_at)`); err != nil {
+			return 0, store.Unavailable("create index for retention", err)
+		}
+		s.receivedIndex = true
+	}
+	res, err := s.db.ExecContext(ctx, `DELETE FROM readings WHERE (device_id, stream, seq) IN (
+		SELECT device_id, stream, seq FROM readings WHERE received_at < ? LIMIT ?)`, micros(t), limit)
+	if err != nil {
+		return 0, store.Unavailable("delete old readings", err)
+	}
+	n, err := res.RowsAffected()
+	return n, store.Unavailable("delete old readings", err)
 }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }

@@ -50,7 +50,25 @@ type Store interface {
 	// SaveStatus keeps status as the device's last heartbeat.
 	SaveStatus(ctx context.Context, device string, status []byte, at time.Time) error
 	AddDevice(ctx context.Context, id string, tokenHash []byte, at time.Time) error
+	// RevokeDevice makes every token of the device invalid, and stops
+	// its MQTT ingest.
 	RevokeDevice(ctx context.Context, id string, at time.Time) error
+	// RotateToken gives the device the token hashing to tokenHash. The
+	// token it had keeps working until at+grace (grace 0: not at all);
+	// a revoked device is reinstated, and none of its old tokens works
+	// again. ErrUnknownDevice when no device has this id.
+	RotateToken(ctx context.Context, id string, tokenHash []byte, grace time.Duration, at time.Time) error
+	// CheckDevice reports whether a device may send readings: nil for a
+	// registered, unrevoked device, else ErrUnknownDevice or ErrRevoked.
+	CheckDevice(ctx context.Context, id string) error
+	// DevicesGeneration returns a counter that every add, revoke and
+	// rotation of any device increases in the same transaction, so that
+	// a cache of CheckDevice's answers learns that one may be stale.
+	DevicesGeneration(ctx context.Context) (int64, error)
+	// DeleteReceivedBefore deletes at most limit readings received
+	// before t (in one short transaction) and returns how many it
+	// deleted: retention calls it until it deletes fewer than limit.
+	DeleteReceivedBefore(ctx context.Context, t time.Time, limit int) (int64, error)
 	Devices(ctx context.Context) ([]Device, error)
 	// Latest returns the newest reading (by device time) of each sensor.
 	Latest(ctx context.Context, device string) ([]Stored, error)

@@ -101,6 +101,10 @@ func Run(t *testing.T, open Open) {
 		{"Reject", testReject},
 		{"ClockFlag", testClockFlag},
 		{"Queries", testQueries},
+		{"DeviceChecks", testDeviceChecks},
+		{"Rotate", testRotate},
+		{"Retention", testRetention},
+		{"DeadLetterClamp", testDeadLetterClamp},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.test(t, open) })
 	}
