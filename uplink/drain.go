@@ -169,7 +169,8 @@ func (d *Drainer) Run(ctx context.Context) error {
 }
 
 // fresh sends the newest readings while a backlog drains. It looks when
-// feed passes on a commit (kick), or every Idle.
+// feed passes on a commit made while a backlog waits (kick), or every
+// Idle.
 func (d *Drainer) fresh(ctx context.Context, fo freshOutbox, kick <-chan struct{}, limiter *rate.Limiter) {
 	t := time.NewTimer(d.Idle)
 	defer t.Stop()
@@ -194,9 +195,11 @@ func (d *Drainer) fresh(ctx context.Context, fo freshOutbox, kick <-chan struct{
 }
 
 // feed hands out batches until ctx ends. It waits for the outbox's
-// Committed signal (or Idle) when nothing is left, and passes every signal
-// on to the fresh worker (freshKick, nil when there is none), which has no
-// signal of its own.
+// Committed signal (or Idle) when nothing is left. A signal that comes
+// while it waits for a free worker, when there is a backlog, it passes on
+// to the fresh worker (freshKick, nil when there is none), which has no
+// signal of its own: with no backlog there is nothing fresh to send ahead
+// of it, so an idle device wakes once per commit, here.
 func (d *Drainer) feed(ctx context.Context, batches chan<- held, freshKick chan<- struct{}) error {
 	idle := time.NewTimer(d.Idle)
 	defer idle.Stop()
@@ -226,7 +229,6 @@ func (d *Drainer) feed(ctx context.Context, batches chan<- held, freshKick chan<
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-d.Outbox.Committed():
-				passOn()
 			case <-idle.C:
 			}
 			continue
