@@ -19,28 +19,35 @@ import (
 //   - While the link is down, exactly one batch at a time is the probe,
 //     sent when the backoff has run out (or at once when the sender says it
 //     is connected again, see upSignaller). The probe is the oldest batch
-//     any worker holds, so the backlog still starts oldest first.
-//   - The backoff after a probe fails depends on why: an unreachable link
-//     (Result.Unreachable: refused, reset, DNS, dial timeout, MQTT not
-//     connected) is cheap to try again and is, within Backoff.UnreachableMax;
-//     anything the receiver answered (5xx, 429, a timeout) backs off
-//     exponentially and honours Retry-After.
+//     any worker holds (the fresh worker's counts as the newest).
+//   - The wait before the next probe depends on why the last one failed.
+//     Unreachable (Result.Unreachable: refused, reset, DNS, a dial
+//     timeout; over MQTT, not connected) is cheap to try again: within
+//     Backoff.UnreachableMax (0.5–1 s). A failure the receiver answered
+//     (5xx, 429, a timeout waiting for the answer) backs off exponentially,
+//     counting such answers since the last unreachable failure, and
+//     honours Retry-After.
 //   - The first success marks the link up, resets the backoff and wakes
 //     every waiting worker at once.
-//   - A failure the receiver answered may be the batch's own fault (a
-//     receiver bug its content triggers: a 500 every time). So after such a
-//     failure the probe turn passes to the next-oldest batch (an
-//     unreachable failure keeps it with the oldest: it says nothing about
-//     the batch). If that batch gets through, the link is up and the others
-//     drain.
+//
+// One probe against a batch-specific failure (a receiver bug that answers
+// 500 to one batch's content, every time):
+//
+//   - An answered failure may be the batch's own, so after one the probe
+//     turn passes to the next-oldest batch (wrapping round); if that batch
+//     gets through, the link is up and the others drain. An unreachable
+//     failure says nothing about the batch: the turn stays with the
+//     oldest. So after an outage of refusals the oldest batch is always
+//     the first one delivered; after an outage of 5xx answers the first
+//     may be another, the oldest going out with the rest at once.
 //   - A batch that fails again (not unreachable) after another batch was
-//     delivered since its last failure is suspect: the link evidently works
-//     and this batch does not. A suspect batch backs off on its own timer
-//     (its own failure count, exponential, Retry-After honoured), never
-//     takes the link down and is the probe only when no other batch waits,
-//     until it is delivered or rejected. So a poison batch cannot wedge the
-//     link, and a real outage still cannot make a batch suspect, as no
-//     batch is delivered in it.
+//     delivered since its last failure is suspect: the link evidently
+//     works and this batch does not. Until it is delivered or rejected, a
+//     suspect batch backs off on its own timer (its own failure count,
+//     exponential, Retry-After honoured), never takes the link down or
+//     counts in its failures, and is the probe only when no other batch
+//     waits. No batch is delivered in a real outage, so none becomes
+//     suspect in one.
 type link struct {
 	backoff Backoff
 	upSig   <-chan struct{} // the sender's "connected again", nil if none
