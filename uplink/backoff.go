@@ -15,6 +15,11 @@ type Backoff struct {
 	Base          time.Duration // default 500ms
 	Max           time.Duration // default 30s
 	MaxRetryAfter time.Duration // default 5m
+	// UnreachableMax bounds the wait after a failure that never reached
+	// the peer (Result.Unreachable): a refused connection costs nothing
+	// to try again, and a link that returns is used within it (default
+	// 1s, jittered between half and all of it).
+	UnreachableMax time.Duration
 	// Rand returns a float in [0, 1); nil means math/rand/v2. Tests set it.
 	Rand func() float64
 }
@@ -49,4 +54,18 @@ func (b Backoff) Delay(failures int, retryAfter time.Duration) time.Duration {
 		r = rand.Float64
 	}
 	return time.Duration(r() * float64(ceiling))
+}
+
+// UnreachableDelay returns the wait after an unreachable failure: between
+// half and all of UnreachableMax.
+func (b Backoff) UnreachableDelay() time.Duration {
+	maxDelay := b.UnreachableMax
+	if maxDelay <= 0 {
+		maxDelay = time.Second
+	}
+	r := b.Rand
+	if r == nil {
+		r = rand.Float64
+	}
+	return maxDelay/2 + time.Duration(r()*float64(maxDelay/2))
 }

@@ -186,9 +186,10 @@ type killConsumer struct {
 	clean  bool
 	client mqtt.Client
 
-	mu   sync.Mutex
-	got  map[uint64]int
-	last time.Time // when the last batch arrived
+	mu    sync.Mutex
+	got   map[uint64]int
+	order []uint64  // the first seq of each batch, as they arrived
+	last  time.Time // when the last batch arrived
 }
 
 func newKillConsumer(t *testing.T, broker *testserver.Mosquitto) *killConsumer {
@@ -220,6 +221,9 @@ func (c *killConsumer) handle(cl mqtt.Client, msg mqtt.Message) {
 		return // not a batch; a receiver would reject it, nothing here needs it
 	}
 	c.mu.Lock()
+	if len(ranges) > 0 {
+		c.order = append(c.order, uint64(ranges[0][0]))
+	}
 	for _, rg := range ranges {
 		for seq := rg[0]; seq <= rg[1]; seq++ {
 			c.got[uint64(seq)]++

@@ -25,6 +25,7 @@ type memOutbox struct {
 	mu        sync.Mutex
 	readings  []reading.Reading
 	next      int
+	stop      int // when set, Next hands out no reading from here on
 	acked     map[uint64]int
 	dead      map[uint64]string
 	committed chan struct{}
@@ -47,10 +48,14 @@ func newMemOutbox(n int, mod func(*reading.Reading)) *memOutbox {
 func (o *memOutbox) Next(maxReadings, _ int) (*reading.Batch, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.next >= len(o.readings) {
+	limit := len(o.readings)
+	if o.stop > 0 {
+		limit = o.stop
+	}
+	if o.next >= limit {
 		return nil, nil
 	}
-	end := min(o.next+maxReadings, len(o.readings))
+	end := min(o.next+maxReadings, limit)
 	rs := append([]reading.Reading(nil), o.readings[o.next:end]...)
 	b := &reading.Batch{Stream: rs[0].Stream, From: rs[0].Seq, To: rs[len(rs)-1].Seq, Readings: rs}
 	o.next = end

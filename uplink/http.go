@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/outpost-iot/outpost/internal/reading"
@@ -129,7 +130,7 @@ func (h *HTTP) Send(ctx context.Context, b *reading.Batch) Result {
 	}
 	resp, body, err := h.post(ctx, h.readingsURL, "application/x-ndjson", buf.Bytes())
 	if err != nil {
-		return Result{Outcome: Retry, Err: err}
+		return Result{Outcome: Retry, Err: err, Unreachable: unreachable(err)}
 	}
 	return classify(resp, body, len(b.Readings), len(b.Readings)+len(b.Dropped))
 }
@@ -242,6 +243,28 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// unreachable reports whether a request failed without reaching the
+// receiver's HTTP server, so it says nothing about the batch and is cheap
+// to retry soon: refused or reset, no route, DNS, a dial or TLS handshake
+// that timed out. A timeout waiting for the answer is not: the receiver
+// may be working on it.
+func unreachable(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH) {
+		return true
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return true
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return true
+	}
+	// net/http's handshake timeout has no exported type.
+	return strings.Contains(err.Error(), "TLS handshake timeout")
 }
 
 // classify maps the receiver's answer to an outcome, per the wire

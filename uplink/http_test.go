@@ -170,6 +170,9 @@ func TestHTTPStatusTable(t *testing.T) {
 			}))
 			defer srv.Close()
 			res := newSender(t, srv.URL, HTTPOptions{}).Send(context.Background(), testBatch(4))
+			if res.Unreachable {
+				t.Errorf("Send = %+v; an answer from the receiver is never unreachable", res)
+			}
 			if res.Outcome != tc.want || res.Line != tc.line || res.RetryAfter != tc.retryAfter || res.Misconfigured != tc.misconfigured {
 				t.Errorf("Send = %v line %d retryAfter %v misconfigured %v (%v); want %v line %d retryAfter %v misconfigured %v",
 					res.Outcome, res.Line, res.RetryAfter, res.Misconfigured, res.Err, tc.want, tc.line, tc.retryAfter, tc.misconfigured)
@@ -205,8 +208,14 @@ func TestHTTPConnectionFailuresAreRetried(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	res := newSender(t, "http://"+addr, HTTPOptions{}).Send(context.Background(), testBatch(1))
-	if res.Outcome != Retry || res.Err == nil || !strings.Contains(res.Err.Error(), "refused") {
-		t.Errorf("Send to a closed port = %+v; want retry with 'connection refused'", res)
+	if res.Outcome != Retry || res.Err == nil || !strings.Contains(res.Err.Error(), "refused") || !res.Unreachable {
+		t.Errorf("Send to a closed port = %+v; want retry, unreachable, with 'connection refused'", res)
+	}
+
+	// A name that does not resolve (.invalid never does, RFC 6761).
+	res = newSender(t, "http://receiver.invalid", HTTPOptions{}).Send(context.Background(), testBatch(1))
+	if res.Outcome != Retry || !res.Unreachable {
+		t.Errorf("Send to an unknown host = %+v; want retry, unreachable", res)
 	}
 
 	// A peer that never answers: the attempt times out and is retried.
@@ -216,8 +225,8 @@ func TestHTTPConnectionFailuresAreRetried(t *testing.T) {
 	defer close(stall)
 	start := time.Now()
 	res = newSender(t, srv.URL, HTTPOptions{Timeout: 300 * time.Millisecond}).Send(context.Background(), testBatch(1))
-	if res.Outcome != Retry || !errors.Is(res.Err, context.DeadlineExceeded) || time.Since(start) > 10*time.Second {
-		t.Errorf("Send to a stalled peer = %+v after %v; want retry on the attempt deadline", res, time.Since(start))
+	if res.Outcome != Retry || !errors.Is(res.Err, context.DeadlineExceeded) || time.Since(start) > 10*time.Second || res.Unreachable {
+		t.Errorf("Send to a stalled peer = %+v after %v; want retry on the attempt deadline, not unreachable (it may be working on it)", res, time.Since(start))
 	}
 }
 
@@ -357,6 +366,14 @@ func TestBackoff(t *testing.T) {
 	}
 	if got := top.Delay(1, time.Hour); got != 5*time.Minute {
 		t.Errorf("Delay with Retry-After 1h = %v; want capped at 5m", got)
+	}
+	for _, r := range []float64{0, 0.5, 0.999999} {
+		if got := (Backoff{Rand: func() float64 { return r }}).UnreachableDelay(); got < 500*time.Millisecond || got >= time.Second {
+			t.Errorf("UnreachableDelay at %v = %v; want in [0.5s, 1s)", r, got)
+		}
+	}
+	if got := (Backoff{UnreachableMax: 200 * time.Millisecond}).UnreachableDelay(); got < 100*time.Millisecond || got >= 200*time.Millisecond {
+		t.Errorf("UnreachableDelay with UnreachableMax 200ms = %v", got)
 	}
 	// The real random source stays within the ceiling.
 	for range 1000 {

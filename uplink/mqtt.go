@@ -57,6 +57,8 @@ type MQTT struct {
 	refused   bool  // the broker refused us: credentials or ACL
 	lastState []byte
 	lost      chan struct{}
+	gone      chan struct{} // closed when the current connection is lost
+	up        chan struct{} // signalled when connected (again)
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -86,6 +88,8 @@ func NewMQTT(o MQTTOptions) (*MQTT, error) {
 		waiters:        map[*waiter]struct{}{},
 		connErr:        errors.New("not connected yet"),
 		lost:           make(chan struct{}, 1),
+		gone:           closedChan(),
+		up:             make(chan struct{}, 1),
 		stop:           make(chan struct{}),
 		done:           make(chan struct{}),
 	}
@@ -102,6 +106,13 @@ func NewMQTT(o MQTTOptions) (*MQTT, error) {
 		SetOnConnectHandler(m.onConnect).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			m.setConnErr(fmt.Errorf("connection to %s lost: %w", o.Broker, err), false)
+			m.mu.Lock()
+			select {
+			case <-m.gone:
+			default:
+				close(m.gone)
+			}
+			m.mu.Unlock()
 			select {
 			case m.lost <- struct{}{}:
 			default:
@@ -163,8 +174,15 @@ func (m *MQTT) connectLoop() {
 			failures++
 			refused := isRefusal(err)
 			m.setConnErr(fmt.Errorf("connecting to %s: %w", m.o.Broker, err), refused)
+			// A broker that is not there is tried again within a second
+			// (a returning link is used at once); one that refused us
+			// backs off in full.
+			delay := m.o.Backoff.Delay(failures, 0)
+			if !refused {
+				delay = min(delay, m.o.Backoff.UnreachableDelay())
+			}
 			select {
-			case <-time.After(m.o.Backoff.Delay(failures, 0)):
+			case <-time.After(delay):
 			case <-m.stop:
 				return
 			}
@@ -200,12 +218,30 @@ func (m *MQTT) setConnErr(err error, refused bool) {
 	m.connErr, m.refused = err, refused
 }
 
-// onConnect subscribes to the receipts and publishes the retained status.
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+// Up is signalled each time the client has connected (again) and
+// subscribed to the receipts: the drain then probes at once.
+func (m *MQTT) Up() <-chan struct{} { return m.up }
+
+// onConnect subscribes to the receipts, publishes the retained status and
+// signals Up.
 func (m *MQTT) onConnect(c mqtt.Client) {
 	m.mu.Lock()
 	m.connErr, m.refused = nil, false
+	m.gone = make(chan struct{})
 	state := m.lastState
 	m.mu.Unlock()
+	defer func() {
+		select {
+		case m.up <- struct{}{}:
+		default:
+		}
+	}()
 	if tok := c.Subscribe(m.receiptsTopic, 1, m.onReceipt); tok.WaitTimeout(m.publishTimeout) && tok.Error() != nil {
 		m.log.Error("subscribing to receipts", "topic", m.receiptsTopic, "err", tok.Error())
 	}
@@ -230,10 +266,21 @@ func (m *MQTT) SendStatus(ctx context.Context, heartbeat []byte) error {
 func (m *MQTT) notConnected() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.connErr == nil {
+		return errors.New("not connected: the connection was lost")
+	}
 	return fmt.Errorf("not connected: %w", m.connErr)
 }
 
 func (m *MQTT) wait(ctx context.Context, tok mqtt.Token, what string) error {
+	m.mu.Lock()
+	gone := m.gone
+	m.mu.Unlock()
+	return m.waitOn(ctx, gone, tok, what)
+}
+
+// waitOn waits for tok, unless the connection it was sent on is gone.
+func (m *MQTT) waitOn(ctx context.Context, gone <-chan struct{}, tok mqtt.Token, what string) error {
 	timer := time.NewTimer(m.publishTimeout)
 	defer timer.Stop()
 	select {
@@ -242,6 +289,8 @@ func (m *MQTT) wait(ctx context.Context, tok mqtt.Token, what string) error {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		return nil
+	case <-gone:
+		return fmt.Errorf("%s: %w", what, m.notConnected())
 	case <-timer.C:
 		return fmt.Errorf("%s: no PUBACK within %v", what, m.publishTimeout)
 	case <-ctx.Done():
@@ -270,8 +319,11 @@ func (m *MQTT) Send(ctx context.Context, b *reading.Batch) Result {
 		m.mu.Lock()
 		refused := m.refused
 		m.mu.Unlock()
-		return Result{Outcome: Retry, Misconfigured: refused, Err: m.notConnected()}
+		return Result{Outcome: Retry, Misconfigured: refused, Unreachable: !refused, Err: m.notConnected()}
 	}
+	m.mu.Lock()
+	gone := m.gone
+	m.mu.Unlock()
 	var buf bytes.Buffer
 	if res, ok := encodeBatch(&buf, b, m.o.Gzip); !ok {
 		return res
@@ -288,8 +340,8 @@ func (m *MQTT) Send(ctx context.Context, b *reading.Batch) Result {
 			m.mu.Unlock()
 		}()
 	}
-	if err := m.wait(ctx, m.client.Publish(m.readingsTopic, 1, false, buf.Bytes()), "publishing batch"); err != nil {
-		return Result{Outcome: Retry, Err: err}
+	if err := m.waitOn(ctx, gone, m.client.Publish(m.readingsTopic, 1, false, buf.Bytes()), "publishing batch"); err != nil {
+		return Result{Outcome: Retry, Err: err, Unreachable: isClosed(gone)}
 	}
 	if w == nil {
 		return Result{Outcome: Accepted, Counts: Counts{Accepted: len(b.Readings)}}
@@ -299,10 +351,23 @@ func (m *MQTT) Send(ctx context.Context, b *reading.Batch) Result {
 	select {
 	case <-w.done:
 		return w.result(b)
+	case <-gone:
+		// The receipt, if one was sent, went to the lost connection's
+		// subscription: send it again once connected.
+		return Result{Outcome: Retry, Unreachable: true, Err: fmt.Errorf("waiting for the receipt: %w", m.notConnected())}
 	case <-timer.C:
 		return Result{Outcome: Retry, Err: fmt.Errorf("no receipt on %s within %v (is an outpost-receiver subscribed? with another consumer, set confirm: broker)", m.receiptsTopic, m.o.ReceiptTimeout)}
 	case <-ctx.Done():
 		return Result{Outcome: Retry, Err: ctx.Err()}
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 

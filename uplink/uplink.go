@@ -56,6 +56,11 @@ type Result struct {
 	// Misconfigured marks a retryable failure that will not go away by
 	// itself (401 unknown token, 404 wrong URL): status shows it.
 	Misconfigured bool
+	// Unreachable marks a retryable failure that never reached the peer
+	// (connection refused or reset, DNS, a dial or TLS handshake timeout;
+	// over MQTT, not connected): it says nothing about the batch and is
+	// cheap to retry soon (Backoff.UnreachableMax).
+	Unreachable bool
 	// Counts is the receiver's account of an accepted batch.
 	Counts Counts
 }
