@@ -72,54 +72,20 @@ func (r *runner) run(ctx context.Context) {
 	}()
 	timer := time.NewTimer(0) // the first attempt is immediate
 	defer timer.Stop()
-	// While reads succeed on the grid a ticker paces them: a timer re-armed
-	// after every read costs the runtime a wake-up of its network poller
-	// each time. The ticker starts at a slot (when tickAtSlot fires) and is
-	// dropped, back to the timer, when a read lands off the grid (the wall
-	// clock was stepped or slewed, or a read or the scheduler ran late).
-	var tick *time.Ticker
-	stopTick := func() {
-		if tick != nil {
-			tick.Stop()
-			tick = nil
-		}
-	}
-	defer stopTick()
-	tickAtSlot := false
 	for {
-		if tick != nil {
-			select {
-			case <-ctx.Done():
-				return
-			case due := <-tick.C:
-				if time.Since(due) > gridSlack(r.spec.Interval) { // a tick kept while a read ran long
-					stopTick()
-					timer.Reset(time.Until(nextSlot(time.Now(), r.spec.Interval)))
-					tickAtSlot = true
-					continue
-				}
-			}
-		} else {
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C:
-			}
-			if tickAtSlot {
-				tick = time.NewTicker(r.spec.Interval)
-				tickAtSlot = false
-			}
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		woke := time.Now()
 		if dev == nil {
 			r.busySince.Store(time.Now().UnixNano())
 			d, err := r.open(r.spec, r.env)
 			r.busySince.Store(0)
 			if err != nil {
-				tickAtSlot = false
 				timer.Reset(r.failed(err))
 				continue
 			}
@@ -144,29 +110,12 @@ func (r *runner) run(ctx context.Context) {
 				r.log.Debug("sensor close failed", "err", cerr)
 			}
 			dev = nil
-			stopTick()
 			timer.Reset(r.failed(err))
 			continue
 		}
 		r.succeeded(err)
-		if tick == nil || !onGrid(woke, r.spec.Interval) {
-			stopTick()
-			timer.Reset(time.Until(nextSlot(time.Now(), r.spec.Interval)))
-			tickAtSlot = true
-		}
+		timer.Reset(time.Until(nextSlot(time.Now(), r.spec.Interval)))
 	}
-}
-
-// gridSlack is how far past its slot a read may start and still count as
-// on the grid: a tenth of the interval, at most 10 ms.
-func gridSlack(interval time.Duration) time.Duration {
-	return min(interval/10, 10*time.Millisecond)
-}
-
-// onGrid reports whether a read that began at t began within gridSlack
-// of its slot, by the wall clock.
-func onGrid(t time.Time, interval time.Duration) bool {
-	return t.Sub(t.Truncate(interval)) <= gridSlack(interval)
 }
 
 // hand stamps the readings of one read, gives them to the sink and keeps
