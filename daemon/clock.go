@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -84,9 +85,11 @@ func (c systemClock) Synced() bool {
 func (c systemClock) BootID() (spool.BootID, error) { return spool.ReadBootID(c.bootIDFile) }
 
 // bootTime returns CLOCK_BOOTTIME: the time since boot, suspend included.
+// A raw system call, as the sampler's: clock_gettime never blocks, and the
+// runtime's syscall entry would wake its monitor thread each time.
 func bootTime() time.Duration {
 	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+	if _, _, errno := unix.RawSyscall(unix.SYS_CLOCK_GETTIME, unix.CLOCK_BOOTTIME, uintptr(unsafe.Pointer(&ts)), 0); errno != 0 {
 		return 0
 	}
 	return time.Duration(ts.Nano())

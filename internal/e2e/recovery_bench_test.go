@@ -48,10 +48,16 @@ package e2e
 //     handed less the spool's committed seq after that restart (a new
 //     spool per kill), and the receiver must end up with every committed
 //     one. One value per kill: lost_kill1, lost_kill2, ….
-//   - idle: the daemon sampling at 10 readings/s for -idle after 10 s of
-//     warm-up: RSS, anonymous and file-backed (Rss less Anonymous) from
-//     /proc/PID/smaps_rollup at the end, and CPU (utime+stime) as a
-//     percentage of one core over the span.
+//   - idle: the daemon sampling at 10 readings/s and delivering over HTTP,
+//     for -idle after 10 s of warm-up, with no status calls: RSS,
+//     anonymous and file-backed (Rss less Anonymous) from
+//     /proc/PID/smaps_rollup, each the median of samples every 5 s over
+//     the span (a snapshot lands anywhere in a GC cycle); CPU
+//     (utime+stime) over the span, as a percentage of one core and in
+//     ms per minute; and wake-ups, the context switches of all its
+//     threads per second (voluntary: a thread blocking, to be woken
+//     again; nonvoluntary: preempted). Compare builds with -bindir, e.g.
+//     the previous commit's beside this one's.
 //
 // Each figure is reported as its median (unit as named), _min and _max;
 // each leaf benchmark logs a row per figure with every run's value in
@@ -126,7 +132,7 @@ func BenchmarkRecovery(b *testing.B) {
 		lost = append(lost, fmt.Sprintf("lost_kill%d", i+1))
 	}
 	figure("lost", lost, lostFigure(pg))
-	figure("idle", []string{"rss_MiB", "anon_MiB", "file_MiB", "%_of_a_core"}, idleFigure(pg))
+	figure("idle", []string{"rss_MiB", "anon_MiB", "file_MiB", "%_of_a_core", "cpu_ms/min", "wakeups/s"}, idleFigure(pg))
 	if len(table) > 0 { // on stdout: testing would cut a log this long
 		fmt.Printf("BenchmarkRecovery summary, median [min–max] of %d runs (outage %v), then each run's value in order:\n%s\n",
 			*recoveryRuns, *outageFor, strings.Join(table, "\n"))
@@ -698,19 +704,71 @@ func idleFigure(pg *testserver.Postgres) figureSetup {
 			waitReady(b, r)
 			time.Sleep(10 * time.Second) // past start-up; then no status calls
 			pid := d.cmd.Process.Pid
-			cpu0, t0 := cpuSeconds(b, pid), time.Now()
-			time.Sleep(*idleFor)
-			cpu1, t1 := cpuSeconds(b, pid), time.Now()
-			m := smapsRollupKiB(b, pid)
+			cpu0, sw0, t0 := cpuSeconds(b, pid), contextSwitches(b, pid), time.Now()
+			var rss, anon []float64
+			for next := t0; ; {
+				next = next.Add(5 * time.Second)
+				if next.After(t0.Add(*idleFor)) {
+					break
+				}
+				sleepUntil(next)
+				m := smapsRollupKiB(b, pid)
+				rss, anon = append(rss, m["Rss"]), append(anon, m["Anonymous"])
+			}
+			sleepUntil(t0.Add(*idleFor))
+			cpu1, sw1, t1 := cpuSeconds(b, pid), contextSwitches(b, pid), time.Now()
 			d.stop(b)
+			if len(rss) == 0 {
+				b.Fatalf("-idle %v: shorter than one 5s sample", *idleFor)
+			}
+			file := make([]float64, len(rss))
+			for i := range rss {
+				file[i] = rss[i] - anon[i]
+			}
+			span := t1.Sub(t0).Seconds()
 			return map[string]float64{
-				"rss_MiB":     m["Rss"] / 1024,
-				"anon_MiB":    m["Anonymous"] / 1024,
-				"file_MiB":    (m["Rss"] - m["Anonymous"]) / 1024,
-				"%_of_a_core": 100 * (cpu1 - cpu0) / t1.Sub(t0).Seconds(),
+				"rss_MiB":     median(rss) / 1024,
+				"anon_MiB":    median(anon) / 1024,
+				"file_MiB":    median(file) / 1024,
+				"%_of_a_core": 100 * (cpu1 - cpu0) / span,
+				"cpu_ms/min":  1000 * 60 * (cpu1 - cpu0) / span,
+				"wakeups/s":   float64(sw1-sw0) / span,
 			}
 		}
 	}
+}
+
+func median(v []float64) float64 {
+	v = slices.Sorted(slices.Values(v))
+	if len(v)%2 == 0 {
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return v[len(v)/2]
+}
+
+// contextSwitches sums the voluntary and nonvoluntary context switches of
+// every thread of pid (a thread's own count is in its task's status).
+func contextSwitches(b *testing.B, pid int) uint64 {
+	b.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n uint64
+	for _, t := range tasks {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread has just exited
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
+				c, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+				n += c
+			}
+		}
+	}
+	return n
 }
 
 // smapsRollupKiB reads the kB fields of /proc/pid/smaps_rollup (counted
