@@ -82,7 +82,7 @@ func countReadings(t *testing.T, body []byte, ctype string, gzipped bool) int {
 		src = zr
 	}
 	if ctype == "application/json" {
-		src = &arrayReader{dec: json.NewDecoder(src)}
+		src = newArrayReader(src, reading.DefaultMaxLineBytes)
 	}
 	dec := reading.NewDecoder(src, reading.Limits{})
 	n := 0

@@ -291,7 +291,7 @@ func (s *Server) body(w http.ResponseWriter, r *http.Request, maxDecoded int64, 
 	}
 	src = &limitReader{r: src, n: maxDecoded}
 	if array {
-		src = &arrayReader{dec: json.NewDecoder(src)}
+		src = newArrayReader(src, s.opt.MaxLineBytes)
 	}
 	return src, done, nil
 }

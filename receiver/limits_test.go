@@ -1,0 +1,103 @@
+package receiver
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/outpost-iot/outpost/receiver/store"
+)
+
+// Tests of the receiver's ingest limits (issue 18, "Hardening"): each
+// names the finding it proves.
+
+// ingestOne serves one POST /v1/readings on h in-process and returns the
+// status, the body and the bytes the process allocated meanwhile.
+func ingestOne(t *testing.T, h http.Handler, ctype, encoding string, body []byte) (int, string, uint64) {
+	t.Helper()
+	r := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/v1/readings", bytes.NewReader(body))
+	r.Header.Set("Authorization", "Bearer "+tokPi07)
+	r.Header.Set("Content-Type", ctype)
+	if encoding != "" {
+		r.Header.Set("Content-Encoding", encoding)
+	}
+	rec := httptest.NewRecorder()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	h.ServeHTTP(rec, r)
+	runtime.ReadMemStats(&after)
+	return rec.Code, strings.TrimSpace(rec.Body.String()), after.TotalAlloc - before.TotalAlloc
+}
+
+// newLimitsServer is a server with the default limits over a fresh
+// SQLite store holding pi-07.
+func newLimitsServer(t *testing.T, opt Options) (*Server, store.Store) {
+	t.Helper()
+	st := openSQLiteT(t)
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for id, tok := range map[string]string{"pi-07": tokPi07, "pi-08": tokPi08} {
+		if err := st.AddDevice(t.Context(), id, store.HashToken(tok), t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return NewServer(st, opt), st
+}
+
+// Finding 4: a JSON-array body is streamed and the line limit holds
+// while streaming: a ~30 KB gzip body whose one element is 30 MiB is
+// refused after reading about one line limit of it, not after buffering
+// the element (main allocated over 90 MiB for it, three copies).
+func TestArrayElementOverLineLimitStreams(t *testing.T) {
+	srv, _ := newLimitsServer(t, Options{})
+	huge := `[{"device":"pi-07","x":"` + strings.Repeat("a", 30<<20) + `"}]`
+	body := gz([]byte(huge))
+	if len(body) > 64<<10 {
+		t.Fatalf("probe body is %d bytes of gzip; want a small one", len(body))
+	}
+	status, got, alloc := ingestOne(t, srv.Handler(), "application/json", "gzip", body)
+	t.Logf("%d bytes of gzip, 30 MiB element: %d %s, %.1f MiB allocated", len(body), status, got, float64(alloc)/(1<<20))
+	if want := `{"error":"line 1: line too long: more than 16384 bytes","line":1}`; status != 400 || got != want {
+		t.Errorf("huge element: got %d %s; want 400 %s", status, got, want)
+	}
+	if alloc > 4<<20 {
+		t.Errorf("huge element: %d bytes allocated; want under 4 MiB (the line limit is 16 KiB)", alloc)
+	}
+	// An array of good elements is still taken whole, line for element.
+	ok := "[\n " + strings.ReplaceAll(strings.TrimSpace(lines(1, 3)), "\n", ",\n ") + "\n]"
+	if status, got, _ := ingestOne(t, srv.Handler(), "application/json", "", []byte(ok)); status != 200 ||
+		got != `{"accepted":3,"duplicates":0,"conflicts":0,"corrected":0}` {
+		t.Errorf("good array: got %d %s", status, got)
+	}
+}
+
+// TestArrayReaderSyntax: the streaming array reader refuses what
+// encoding/json refuses, naming the element.
+func TestArrayReaderSyntax(t *testing.T) {
+	srv, _ := newLimitsServer(t, Options{})
+	good := strings.TrimSpace(line(1, ""))
+	for _, c := range []struct{ body, want string }{
+		{`[`, `{"error":"line 1: invalid JSON: unexpected end of input","line":1}`},
+		{``, `{"error":"JSON body: invalid JSON: unexpected end of input"}`},
+		{`{}`, `{"error":"JSON body: an application/json body must be an array of readings"}`},
+		{`[] x`, `{"error":"JSON body: data after the array"}`},
+		{`[]`, `{"error":"empty batch: no readings and no dropped range"}`},
+		{`[` + good + `,]`, `{"error":"line 2: invalid JSON: invalid character ']' looking for beginning of value","line":2}`},
+		{`[{"a":1 2}]`, `{"error":"line 1: invalid JSON: invalid character '2' after object key:value pair","line":1}`},
+		{`[{"a":"x` + "\n" + `"}]`, `{"error":"line 1: invalid JSON: invalid character '\\n' in string literal","line":1}`},
+		{`[{"a":[}]`, `{"error":"line 1: invalid JSON: invalid character '}' looking for beginning of value","line":1}`},
+		{`[` + good + ` {}]`, `{"error":"line 2: invalid JSON: expected comma after array element","line":2}`},
+		{`[1]`, `{"error":"line 1: invalid JSON at byte 1: a line must be a JSON object","line":1}`},
+		{`["a\"]"]`, `{"error":"line 1: invalid JSON at byte 1: a line must be a JSON object","line":1}`},
+	} {
+		status, got, _ := ingestOne(t, srv.Handler(), "application/json", "", []byte(c.body))
+		if status != 400 || got != c.want {
+			t.Errorf("%q: got %d %s; want 400 %s", c.body, status, got, c.want)
+		}
+	}
+}
