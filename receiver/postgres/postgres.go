@@ -651,8 +651,9 @@ func (p *Postgres) Readings(ctx context.Context, q store.Query, fn func(*store.S
 
 // Reject keeps a message that can never be stored.
 func (p *Postgres) Reject(ctx context.Context, m store.Rejected) error {
-	_, err := p.pool.Exec(ctx, `INSERT INTO rejected_messages (topic, device_id, error, line, payload, received_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, m.Topic, m.Device, m.Err, m.Line, m.Payload, m.ReceivedAt)
+	m = m.Kept()
+	_, err := p.pool.Exec(ctx, `INSERT INTO rejected_messages (topic, device_id, error, line, payload, payload_size, payload_sha256, received_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, m.Topic, m.Device, m.Err, m.Line, m.Payload, m.Size, m.SHA256, m.ReceivedAt)
 	if err != nil {
 		return store.Unavailable("keep rejected message", err)
 	}

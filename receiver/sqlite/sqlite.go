@@ -627,8 +627,9 @@ func (s *SQLite) Readings(ctx context.Context, q store.Query, fn func(*store.Sto
 func (s *SQLite) Reject(ctx context.Context, m store.Rejected) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, err := s.db.ExecContext(ctx, `INSERT INTO rejected_messages (topic, device_id, error, line, payload, received_at)
-		VALUES (?, ?, ?, ?, ?, ?)`, m.Topic, m.Device, m.Err, m.Line, m.Payload, micros(m.ReceivedAt))
+	m = m.Kept()
+	_, err := s.db.ExecContext(ctx, `INSERT INTO rejected_messages (topic, device_id, error, line, payload, payload_size, payload_sha256, received_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, m.Topic, m.Device, m.Err, m.Line, m.Payload, m.Size, m.SHA256, micros(m.ReceivedAt))
 	return store.Unavailable("keep rejected message", err)
 }
 

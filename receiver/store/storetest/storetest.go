@@ -406,6 +406,18 @@ func testReject(t *testing.T, open Open) {
 		Payload: []byte("{"), ReceivedAt: T0}); err != nil {
 		t.Errorf("Reject() error = %v", err)
 	}
+	// A message of 5 MiB is kept as its first KiB, size and SHA-256
+	// (whether the caller cut it or not).
+	junk := make([]byte, 5<<20)
+	for _, m := range []store.Rejected{{Payload: junk}, {}} {
+		m.Topic, m.Device, m.Err, m.ReceivedAt = "outpost/pi-07/readings", "pi-07", "junk", T0
+		if m.Payload == nil {
+			m.KeepPayload(junk)
+		}
+		if err := s.Reject(t.Context(), m); err != nil {
+			t.Errorf("Reject(5 MiB) error = %v", err)
+		}
+	}
 }
 
 func testClockFlag(t *testing.T, open Open) {
