@@ -1,12 +1,17 @@
 package receiver
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outpost-iot/outpost/receiver/store"
 )
@@ -99,5 +104,44 @@ func TestArrayReaderSyntax(t *testing.T) {
 		if status != 400 || got != c.want {
 			t.Errorf("%q: got %d %s; want 400 %s", c.body, status, got, c.want)
 		}
+	}
+}
+
+// Finding 9: a body slower than the server's read timeout is answered
+// 408 (or the connection closed), not 400, which would dead-letter the
+// batch, and the answer names no address (main answered 400 "reading
+// body: read tcp 127.0.0.1:…->127.0.0.1:…: i/o timeout").
+func TestSlowBody408(t *testing.T) {
+	srv, _ := newLimitsServer(t, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadTimeout: 300 * time.Millisecond}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := line(1, "")
+	fmt.Fprintf(c, "POST /v1/readings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n%s",
+		tokPi07, len(body)+100, body) // 100 bytes promised that never come
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Logf("slow body: connection closed without an answer (%v)", err)
+		return // a close is a fine answer too
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	t.Logf("slow body: %d %s", resp.StatusCode, got)
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("slow body: status %d %s; want 408", resp.StatusCode, got)
+	}
+	if strings.Contains(string(got), "127.0.0.1") || strings.Contains(string(got), "tcp") {
+		t.Errorf("slow body: answer %s names the connection", got)
 	}
 }

@@ -11,7 +11,9 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -298,6 +300,13 @@ func (s *Server) body(w http.ResponseWriter, r *http.Request, maxDecoded int64, 
 
 var errBadGzip = errors.New("invalid gzip data")
 
+// isTimeout reports whether err is a read deadline passing (the server's
+// ReadTimeout on a slow body).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
 // gzipReaders keeps gzip readers for reuse: a new one allocates its
 // inflater's window and tables (about 40 KB) for every batch.
 var gzipReaders sync.Pool
@@ -324,9 +333,18 @@ func (s *Server) bodyError(w http.ResponseWriter, err error) (status int) {
 		errors.Is(err, errBadGzip), errors.Is(err, io.ErrUnexpectedEOF):
 		status = http.StatusBadRequest
 		writeError(w, status, "invalid gzip data: "+err.Error())
+	case isTimeout(err):
+		// A body too slow for the server's read timeout: not malformed
+		// (a 400 would dead-letter the batch), and the connection is done.
+		status = http.StatusRequestTimeout
+		w.Header().Set("Connection", "close")
+		writeError(w, status, "request body not received in time: send it again")
 	default:
+		// The error may name the connection's addresses: log it, do not
+		// tell it.
+		s.log.Info("reading a request body failed", "err", err)
 		status = http.StatusBadRequest
-		writeError(w, status, "reading body: "+err.Error())
+		writeError(w, status, "reading the body failed")
 	}
 	return status
 }
@@ -510,7 +528,13 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.store.Ready(ctx); err != nil {
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+		msg := "not ready: store unavailable"
+		if errors.Is(err, store.ErrNotMigrated) {
+			msg = "not ready: " + err.Error()
+		} else {
+			s.log.Warn("not ready", "err", err) // may name the database's address
+		}
+		writeError(w, http.StatusServiceUnavailable, msg)
 		return
 	}
 	io.WriteString(w, "ready\n")
