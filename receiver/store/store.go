@@ -160,6 +160,15 @@ type StreamGaps struct {
 // (the newest); the per-stream counts cover them all.
 const MaxConflictsShown = 1000
 
+// A flood of conflicts (a device reusing seqs, or a hostile one) must not
+// cost a row each: a batch keeps the rows of its first
+// MaxConflictsPerBatch conflicts, and a device its newest
+// MaxConflictsKept; the per-stream counts still count every one.
+const (
+	MaxConflictsPerBatch = 100
+	MaxConflictsKept     = MaxConflictsShown
+)
+
 // Conflict is one conflicting reading and the stored one it lost to.
 type Conflict struct {
 	Seq uint64 `json:"seq"`
