@@ -44,6 +44,10 @@ type Options struct {
 	IngestTimeout time.Duration
 	// Now is the receiver's clock (default time.Now).
 	Now func() time.Time
+	// MaxInFlight bounds the batches of one device handled at once
+	// (default 4, the uplink's default in flight); more are answered 429
+	// with Retry-After, so that one device cannot queue up the store.
+	MaxInFlight int
 }
 
 // Defaults of Options.
@@ -79,6 +83,9 @@ func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 4
+	}
 	return o
 }
 
@@ -90,6 +97,31 @@ type Server struct {
 	log       *slog.Logger
 	metrics   *metrics
 	conflicts *conflictLog
+
+	inflightMu sync.Mutex
+	inflight   map[string]int // batches being handled, per device
+}
+
+// enter counts a batch of device in flight, unless MaxInFlight are.
+func (s *Server) enter(device string) bool {
+	s.inflightMu.Lock()
+	defer s.inflightMu.Unlock()
+	if s.inflight[device] >= s.opt.MaxInFlight {
+		return false
+	}
+	if s.inflight == nil {
+		s.inflight = map[string]int{}
+	}
+	s.inflight[device]++
+	return true
+}
+
+func (s *Server) leave(device string) {
+	s.inflightMu.Lock()
+	defer s.inflightMu.Unlock()
+	if s.inflight[device]--; s.inflight[device] <= 0 {
+		delete(s.inflight, device)
+	}
 }
 
 // NewServer returns a server storing into st.
@@ -357,6 +389,13 @@ func (s *Server) handleReadings(w http.ResponseWriter, r *http.Request) {
 		s.metrics.rejected.WithLabelValues("http", "auth").Inc()
 		return
 	}
+	if !s.enter(device) {
+		s.metrics.rejected.WithLabelValues("http", "429").Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("more than %d batches of this device at once: retry later", s.opt.MaxInFlight))
+		return
+	}
+	defer s.leave(device)
 	b, status, msg := s.decodeBatch(w, r, device)
 	if status != 0 {
 		s.metrics.rejected.WithLabelValues("http", strconv.Itoa(status)).Inc()
