@@ -34,10 +34,11 @@ type MQTTOptions struct {
 	// over credentials in Broker's URL.
 	Username, Password string
 	Logger             *slog.Logger
-	// MaxDecodedBytes bounds a message after gzip decompression (default
-	// DefaultMaxDecodedBytes); MaxLineBytes and MaxLines bound one line
-	// and a message's lines (defaults reading.DefaultMaxLineBytes and
-	// DefaultMaxLines).
+	// The limits of one message, as on HTTP: MaxBodyBytes bounds it as
+	// sent, MaxDecodedBytes after gzip decompression, MaxLineBytes and
+	// MaxLines one line and its lines. Zero values take the Server's
+	// (Options), so both transports refuse alike.
+	MaxBodyBytes    int64
 	MaxDecodedBytes int64
 	MaxLineBytes    int
 	MaxLines        int
@@ -80,14 +81,17 @@ func (s *Server) StartMQTT(ctx context.Context, opt MQTTOptions) (*MQTT, error) 
 	if opt.Group == "" {
 		opt.Group = "outpost-receiver"
 	}
+	if opt.MaxBodyBytes <= 0 {
+		opt.MaxBodyBytes = s.opt.MaxBodyBytes
+	}
 	if opt.MaxDecodedBytes <= 0 {
-		opt.MaxDecodedBytes = DefaultMaxDecodedBytes
+		opt.MaxDecodedBytes = s.opt.MaxDecodedBytes
 	}
 	if opt.MaxLineBytes <= 0 {
-		opt.MaxLineBytes = reading.DefaultMaxLineBytes
+		opt.MaxLineBytes = s.opt.MaxLineBytes
 	}
 	if opt.MaxLines <= 0 {
-		opt.MaxLines = DefaultMaxLines
+		opt.MaxLines = s.opt.MaxLines
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -221,6 +225,10 @@ func (m *MQTT) handleReadings(_ mqtt.Client, msg mqtt.Message) {
 		}
 		return
 	}
+	if n := int64(len(msg.Payload())); n > m.opt.MaxBodyBytes {
+		m.reject(msg, device, fmt.Errorf("%w: %d bytes, over the limit of %d: split the batch", errMessageTooLarge, n, m.opt.MaxBodyBytes), 0)
+		return
+	}
 	src, err := openPayload(msg.Payload())
 	if err != nil {
 		m.reject(msg, device, err, 0)
@@ -310,7 +318,8 @@ func (m *MQTT) allowed(msg mqtt.Message, device string) bool {
 func (m *MQTT) reject(msg mqtt.Message, device string, err error, line int) {
 	m.metrics.rejected.WithLabelValues("mqtt", "rejected").Inc()
 	m.log.Info("mqtt message rejected", "topic", msg.Topic(), "err", err)
-	rj := store.Rejected{Topic: msg.Topic(), Device: device, Err: err.Error(), Line: line, Payload: msg.Payload(), ReceivedAt: time.Now().UTC()}
+	rj := store.Rejected{Topic: msg.Topic(), Device: device, Err: err.Error(), Line: line, ReceivedAt: time.Now().UTC()}
+	rj.KeepPayload(msg.Payload()) // its first KiB, size and SHA-256, not whatever junk was sent
 	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 30*time.Second) {
 		err := m.store.Reject(m.ctx, rj)
 		if err == nil {
@@ -333,6 +342,9 @@ func (m *MQTT) reject(msg mqtt.Message, device string, err error, line int) {
 	}
 	msg.Ack()
 }
+
+// errMessageTooLarge: a message over MQTTOptions.MaxBodyBytes as sent.
+var errMessageTooLarge = errors.New("message too large")
 
 // openPayload returns a message's NDJSON, gunzipped when it starts with
 // gzip's magic bytes (devices may compress, and MQTT has no header to say

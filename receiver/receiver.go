@@ -179,7 +179,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	if cfg.MQTTBroker != "" {
 		m, err := srv.StartMQTT(ctx, MQTTOptions{Broker: cfg.MQTTBroker, ClientID: cfg.MQTTClientID,
 			Prefix: cfg.MQTTPrefix, Group: cfg.MQTTGroup, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword,
-			MaxDecodedBytes: opt.MaxDecodedBytes, MaxLineBytes: opt.MaxLineBytes, MaxLines: opt.MaxLines,
+			MaxBodyBytes: opt.MaxBodyBytes, MaxDecodedBytes: opt.MaxDecodedBytes, MaxLineBytes: opt.MaxLineBytes, MaxLines: opt.MaxLines,
 			Logger: log.With("component", "mqtt")})
 		if err != nil {
 			ln.Close()

@@ -11,7 +11,9 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +44,10 @@ type Options struct {
 	IngestTimeout time.Duration
 	// Now is the receiver's clock (default time.Now).
 	Now func() time.Time
+	// MaxInFlight bounds the batches of one device handled at once
+	// (default 4, the uplink's default in flight); more are answered 429
+	// with Retry-After, so that one device cannot queue up the store.
+	MaxInFlight int
 }
 
 // Defaults of Options.
@@ -77,6 +83,9 @@ func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 4
+	}
 	return o
 }
 
@@ -88,6 +97,31 @@ type Server struct {
 	log       *slog.Logger
 	metrics   *metrics
 	conflicts *conflictLog
+
+	inflightMu sync.Mutex
+	inflight   map[string]int // batches being handled, per device
+}
+
+// enter counts a batch of device in flight, unless MaxInFlight are.
+func (s *Server) enter(device string) bool {
+	s.inflightMu.Lock()
+	defer s.inflightMu.Unlock()
+	if s.inflight[device] >= s.opt.MaxInFlight {
+		return false
+	}
+	if s.inflight == nil {
+		s.inflight = map[string]int{}
+	}
+	s.inflight[device]++
+	return true
+}
+
+func (s *Server) leave(device string) {
+	s.inflightMu.Lock()
+	defer s.inflightMu.Unlock()
+	if s.inflight[device]--; s.inflight[device] <= 0 {
+		delete(s.inflight, device)
+	}
 }
 
 // NewServer returns a server storing into st.
@@ -291,12 +325,19 @@ func (s *Server) body(w http.ResponseWriter, r *http.Request, maxDecoded int64, 
 	}
 	src = &limitReader{r: src, n: maxDecoded}
 	if array {
-		src = &arrayReader{dec: json.NewDecoder(src)}
+		src = newArrayReader(src, s.opt.MaxLineBytes)
 	}
 	return src, done, nil
 }
 
 var errBadGzip = errors.New("invalid gzip data")
+
+// isTimeout reports whether err is a read deadline passing (the server's
+// ReadTimeout on a slow body).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
 
 // gzipReaders keeps gzip readers for reuse: a new one allocates its
 // inflater's window and tables (about 40 KB) for every batch.
@@ -324,9 +365,18 @@ func (s *Server) bodyError(w http.ResponseWriter, err error) (status int) {
 		errors.Is(err, errBadGzip), errors.Is(err, io.ErrUnexpectedEOF):
 		status = http.StatusBadRequest
 		writeError(w, status, "invalid gzip data: "+err.Error())
+	case isTimeout(err):
+		// A body too slow for the server's read timeout: not malformed
+		// (a 400 would dead-letter the batch), and the connection is done.
+		status = http.StatusRequestTimeout
+		w.Header().Set("Connection", "close")
+		writeError(w, status, "request body not received in time: send it again")
 	default:
+		// The error may name the connection's addresses: log it, do not
+		// tell it.
+		s.log.Info("reading a request body failed", "err", err)
 		status = http.StatusBadRequest
-		writeError(w, status, "reading body: "+err.Error())
+		writeError(w, status, "reading the body failed")
 	}
 	return status
 }
@@ -339,6 +389,13 @@ func (s *Server) handleReadings(w http.ResponseWriter, r *http.Request) {
 		s.metrics.rejected.WithLabelValues("http", "auth").Inc()
 		return
 	}
+	if !s.enter(device) {
+		s.metrics.rejected.WithLabelValues("http", "429").Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("more than %d batches of this device at once: retry later", s.opt.MaxInFlight))
+		return
+	}
+	defer s.leave(device)
 	b, status, msg := s.decodeBatch(w, r, device)
 	if status != 0 {
 		s.metrics.rejected.WithLabelValues("http", strconv.Itoa(status)).Inc()
@@ -510,7 +567,13 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.store.Ready(ctx); err != nil {
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+		msg := "not ready: store unavailable"
+		if errors.Is(err, store.ErrNotMigrated) {
+			msg = "not ready: " + err.Error()
+		} else {
+			s.log.Warn("not ready", "err", err) // may name the database's address
+		}
+		writeError(w, http.StatusServiceUnavailable, msg)
 		return
 	}
 	io.WriteString(w, "ready\n")

@@ -381,8 +381,10 @@ func commitStaged(ctx context.Context, c *pgx.Conn, device string, b *store.Batc
 			SELECT $1, s.stream, s.seq, s.sensor, s.ts, s.value, s.unit, s.labels, s.unsynced, $2,
 				r.sensor, r.ts, r.value, r.unit, r.unsynced
 			FROM staging s LEFT JOIN readings r ON r.device_id = $1 AND r.stream = s.stream AND r.seq = s.seq
-			WHERE s.fate = $3`,
-			device, b.ReceivedAt, int32(store.FateConflict))
+			WHERE s.fate = $3 ORDER BY s.stream, s.seq LIMIT $4`,
+			device, b.ReceivedAt, int32(store.FateConflict), store.MaxConflictsPerBatch)
+		batch.Queue(`DELETE FROM conflicts WHERE device_id = $1 AND id <=
+			(SELECT id FROM conflicts WHERE device_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)`, device, store.MaxConflictsKept)
 	}
 	for _, d := range store.StreamDeltas(b.Readings, fates) {
 		batch.Queue(`INSERT INTO streams AS s (device_id, stream, highest_seq, received, first_received_at, last_received_at, conflicts, corrected)
@@ -764,8 +766,9 @@ func (p *Postgres) Readings(ctx context.Context, q store.Query, fn func(*store.S
 
 // Reject keeps a message that can never be stored.
 func (p *Postgres) Reject(ctx context.Context, m store.Rejected) error {
-	_, err := p.pool.Exec(ctx, `INSERT INTO rejected_messages (topic, device_id, error, line, payload, received_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, m.Topic, m.Device, m.Err, m.Line, m.Payload, m.ReceivedAt)
+	m = m.Kept()
+	_, err := p.pool.Exec(ctx, `INSERT INTO rejected_messages (topic, device_id, error, line, payload, payload_size, payload_sha256, received_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, m.Topic, m.Device, m.Err, m.Line, m.Payload, m.Size, m.SHA256, m.ReceivedAt)
 	if err != nil {
 		return store.Unavailable("keep rejected message", err)
 	}

@@ -34,13 +34,41 @@ var migrations embed.FS
 // (WAL, synchronous=FULL).
 type SQLite struct {
 	db *sql.DB
-	mu sync.Mutex // serialises write transactions
+	mu writeLock // serialises write transactions
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt // the ingest path's statements, prepared once
 
 	receivedIndex bool // readings_received_at exists (guarded by mu)
 }
+
+// writeLock serialises the store's write transactions (SQLite has one
+// writer) in arrival order, and a waiter whose context ends leaves the
+// queue: a request that gave up, or ran out of its ingest timeout, does
+// not hold the others behind a batch nobody waits for.
+type writeLock struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (l *writeLock) init() { l.once.Do(func() { l.ch = make(chan struct{}, 1) }) }
+
+// LockContext takes the lock, or returns ctx's error.
+func (l *writeLock) LockContext(ctx context.Context) error {
+	l.init()
+	select {
+	case l.ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the database's writer: %w", context.Cause(ctx))
+	}
+}
+
+// Lock takes the lock, however long it takes.
+func (l *writeLock) Lock() { l.LockContext(context.Background()) }
+
+// Unlock releases the lock.
+func (l *writeLock) Unlock() { <-l.ch }
 
 // stmt returns query prepared (once: parsing a statement costs about as
 // much as running these small ones). database/sql prepares it again on
@@ -124,7 +152,9 @@ func (s *SQLite) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
+	if err := s.mu.LockContext(ctx); err != nil {
+		return err
+	}
 	defer s.mu.Unlock()
 	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
@@ -209,7 +239,9 @@ func (s *SQLite) Ingest(ctx context.Context, device string, b *store.Batch) (sto
 	rs := b.Readings
 	first, fates := store.Dedupe(rs)
 	now := micros(b.ReceivedAt)
-	s.mu.Lock()
+	if err := s.mu.LockContext(ctx); err != nil {
+		return store.Result{}, store.Unavailable("ingest batch", err)
+	}
 	defer s.mu.Unlock()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		stored, err := s.storedKeys(ctx, tx, device, rs, first)
@@ -252,8 +284,12 @@ func (s *SQLite) Ingest(ctx context.Context, device string, b *store.Batch) (sto
 			}
 			fresh = fresh[n:]
 		}
+		kept := 0 // conflict rows written
 		for i, f := range fates {
 			r := &rs[i]
+			if f == store.FateConflict && kept >= store.MaxConflictsPerBatch {
+				continue // counted, not kept
+			}
 			switch f {
 			case store.FateCorrected:
 				if _, err := tx.ExecContext(ctx, `UPDATE readings SET ts = ?, unsynced = 0, received_at = ?
@@ -276,6 +312,13 @@ func (s *SQLite) Ingest(ctx context.Context, device string, b *store.Batch) (sto
 					r.Value, r.Unit, labels, r.Unsynced, now); err != nil {
 					return err
 				}
+				kept++
+			}
+		}
+		if kept > 0 {
+			if _, err := s.txExec(ctx, tx, `DELETE FROM conflicts WHERE device_id = ?1 AND id <=
+				(SELECT id FROM conflicts WHERE device_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)`, device, store.MaxConflictsKept); err != nil {
+				return err
 			}
 		}
 		for _, d := range store.StreamDeltas(rs, fates) {
@@ -431,7 +474,9 @@ func (s *SQLite) DevicesGeneration(ctx context.Context) (int64, error) {
 
 // RotateToken gives the device a new token; see store.Store.
 func (s *SQLite) RotateToken(ctx context.Context, id string, tokenHash []byte, grace time.Duration, at time.Time) error {
-	s.mu.Lock()
+	if err := s.mu.LockContext(ctx); err != nil {
+		return store.Unavailable("rotate token", err)
+	}
 	defer s.mu.Unlock()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var old []byte
@@ -468,7 +513,9 @@ func (s *SQLite) RotateToken(ctx context.Context, id string, tokenHash []byte, g
 
 // SaveStatus keeps status as the device's last heartbeat.
 func (s *SQLite) SaveStatus(ctx context.Context, device string, status []byte, at time.Time) error {
-	s.mu.Lock()
+	if err := s.mu.LockContext(ctx); err != nil {
+		return store.Unavailable("save status", err)
+	}
 	defer s.mu.Unlock()
 	dl, _ := store.StatusDeadLetters(status)
 	_, err := s.db.ExecContext(ctx, `UPDATE devices SET last_status = ?, last_status_at = ?, last_seen = ?,
@@ -482,7 +529,9 @@ func (s *SQLite) SaveStatus(ctx context.Context, device string, status []byte, a
 
 // AddDevice registers a device with the hash of its token.
 func (s *SQLite) AddDevice(ctx context.Context, id string, tokenHash []byte, at time.Time) error {
-	s.mu.Lock()
+	if err := s.mu.LockContext(ctx); err != nil {
+		return store.Unavailable("add device", err)
+	}
 	defer s.mu.Unlock()
 	_, err := s.db.ExecContext(ctx, `INSERT INTO devices (id, token_hash, created_at) VALUES (?, ?, ?)`, id, tokenHash, micros(at))
 	var se *sqlite.Error
@@ -497,7 +546,9 @@ func (s *SQLite) AddDevice(ctx context.Context, id string, tokenHash []byte, at 
 
 // RevokeDevice revokes the device's token.
 func (s *SQLite) RevokeDevice(ctx context.Context, id string, at time.Time) error {
-	s.mu.Lock()
+	if err := s.mu.LockContext(ctx); err != nil {
+		return store.Unavailable("revoke device", err)
+	}
 	defer s.mu.Unlock()
 	var n int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -522,7 +573,9 @@ func (s *SQLite) RevokeDevice(ctx context.Context, id string, at time.Time) erro
 // Its first call creates the index on received_at that it needs: the
 // index costs every insert, so only a receiver with retention pays it.
 func (s *SQLite) DeleteReceivedBefore(ctx context.Context, t time.Time, limit int) (int64, error) {
-	s.mu.Lock()
+	if err := s.mu.LockContext(ctx); err != nil {
+		return 0, store.Unavailable("delete old readings", err)
+	}
 	defer s.mu.Unlock()
 	if !s.receivedIndex {
 		if _, err := s.db.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS readings_received_at ON readings (received_at)`); err != nil {
@@ -727,10 +780,13 @@ func (s *SQLite) Readings(ctx context.Context, q store.Query, fn func(*store.Sto
 
 // Reject keeps a message that can never be stored.
 func (s *SQLite) Reject(ctx context.Context, m store.Rejected) error {
-	s.mu.Lock()
+	if err := s.mu.LockContext(ctx); err != nil {
+		return store.Unavailable("keep rejected message", err)
+	}
 	defer s.mu.Unlock()
-	_, err := s.db.ExecContext(ctx, `INSERT INTO rejected_messages (topic, device_id, error, line, payload, received_at)
-		VALUES (?, ?, ?, ?, ?, ?)`, m.Topic, m.Device, m.Err, m.Line, m.Payload, micros(m.ReceivedAt))
+	m = m.Kept()
+	_, err := s.db.ExecContext(ctx, `INSERT INTO rejected_messages (topic, device_id, error, line, payload, payload_size, payload_sha256, received_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, m.Topic, m.Device, m.Err, m.Line, m.Payload, m.Size, m.SHA256, micros(m.ReceivedAt))
 	return store.Unavailable("keep rejected message", err)
 }
 

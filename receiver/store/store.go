@@ -8,7 +8,9 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -176,6 +178,15 @@ type StreamGaps struct {
 // (the newest); the per-stream counts cover them all.
 const MaxConflictsShown = 1000
 
+// A flood of conflicts (a device reusing seqs, or a hostile one) must not
+// cost a row each: a batch keeps the rows of its first
+// MaxConflictsPerBatch conflicts, and a device its newest
+// MaxConflictsKept; the per-stream counts still count every one.
+const (
+	MaxConflictsPerBatch = 100
+	MaxConflictsKept     = MaxConflictsShown
+)
+
 // Conflict is one conflicting reading and the stored one it lost to.
 type Conflict struct {
 	Seq uint64 `json:"seq"`
@@ -214,8 +225,33 @@ type Rejected struct {
 	Topic, Device string
 	Err           string
 	Line          int // 0 when no line is at fault
-	Payload       []byte
-	ReceivedAt    time.Time
+	// Payload is the start of the message, at most MaxRejectedPayload
+	// bytes (KeepPayload); Size and SHA256 are the whole message's.
+	Payload    []byte
+	Size       int64
+	SHA256     []byte
+	ReceivedAt time.Time
+}
+
+// MaxRejectedPayload is how much of a rejected message is kept: enough to
+// see what it was, not a copy of whatever junk a client sends.
+const MaxRejectedPayload = 1 << 10
+
+// KeepPayload sets m's Payload to the first MaxRejectedPayload bytes of
+// payload (a copy), and Size and SHA256 to payload's.
+func (m *Rejected) KeepPayload(payload []byte) {
+	sum := sha256.Sum256(payload)
+	m.Payload = bytes.Clone(payload[:min(len(payload), MaxRejectedPayload)])
+	m.Size, m.SHA256 = int64(len(payload)), sum[:]
+}
+
+// Kept returns m as a store keeps it: with its payload cut to
+// MaxRejectedPayload bytes, unless KeepPayload has done so.
+func (m Rejected) Kept() Rejected {
+	if m.SHA256 == nil || len(m.Payload) > MaxRejectedPayload {
+		m.KeepPayload(m.Payload)
+	}
+	return m
 }
 
 // Query selects readings of one device, optionally one sensor, with device

@@ -95,6 +95,7 @@ func Run(t *testing.T, open Open) {
 		{"DuplicatesAndPartial", testDuplicatesAndPartial},
 		{"ConflictsAndCorrection", testConflictsAndCorrection},
 		{"ConflictAccounting", testConflictAccounting},
+		{"ConflictCaps", testConflictCaps},
 		{"FieldsRoundTrip", testFieldsRoundTrip},
 		{"GapsAndDropped", testGapsAndDropped},
 		{"ConcurrentSameBatch", testConcurrentSameBatch},
@@ -238,6 +239,43 @@ func testConflictsAndCorrection(t *testing.T, open Open) {
 	// A resend of the original unsynced reading is now a conflict.
 	if got, want := ingest(t, s, BatchOf(rs[3:4])), (store.Result{Conflicts: 1}); got != want {
 		t.Errorf("old unsynced resend = %+v; want %+v", got, want)
+	}
+}
+
+// testConflictCaps: a flood of conflicts is counted whole but keeps
+// store.MaxConflictsPerBatch rows per batch and store.MaxConflictsKept
+// per device, the newest.
+func testConflictCaps(t *testing.T, open Open) {
+	t.Parallel()
+	s := migrated(t, open)
+	const n = 3000
+	ingest(t, s, BatchOf(Readings("pi-07", Stream, 1, n)))
+	changed := Readings("pi-07", Stream, 1, n)
+	for i := range changed {
+		changed[i].Value = -1
+	}
+	for range 12 {
+		if got := ingest(t, s, BatchOf(changed)); got.Conflicts != n {
+			t.Fatalf("Ingest(%d changed readings) = %+v; want %d conflicts", n, got, n)
+		}
+	}
+	ds, err := s.Devices(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ds[0].Streams[0].Conflicts; got != 12*n {
+		t.Errorf("stream conflicts = %d; want %d, every one counted", got, 12*n)
+	}
+	gaps, err := s.Gaps(t.Context(), "pi-07")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(gaps[0].Conflicts); got != store.MaxConflictsKept {
+		t.Errorf("conflicts listed = %d; want the %d kept", got, store.MaxConflictsKept)
+	}
+	// The first batch's rows are gone: the newest batches' are kept.
+	if c := gaps[0].Conflicts; len(c) > 0 && c[0].Seq > store.MaxConflictsPerBatch {
+		t.Errorf("newest conflict kept is seq %d; want one of a batch's first %d", c[0].Seq, store.MaxConflictsPerBatch)
 	}
 }
 
@@ -409,6 +447,18 @@ func testReject(t *testing.T, open Open) {
 	if err := s.Reject(t.Context(), store.Rejected{Topic: "outpost/pi-07/readings", Device: "pi-07", Err: "line 1: bad", Line: 1,
 		Payload: []byte("{"), ReceivedAt: T0}); err != nil {
 		t.Errorf("Reject() error = %v", err)
+	}
+	// A message of 5 MiB is kept as its first KiB, size and SHA-256
+	// (whether the caller cut it or not).
+	junk := make([]byte, 5<<20)
+	for _, m := range []store.Rejected{{Payload: junk}, {}} {
+		m.Topic, m.Device, m.Err, m.ReceivedAt = "outpost/pi-07/readings", "pi-07", "junk", T0
+		if m.Payload == nil {
+			m.KeepPayload(junk)
+		}
+		if err := s.Reject(t.Context(), m); err != nil {
+			t.Errorf("Reject(5 MiB) error = %v", err)
+		}
 	}
 }
 
