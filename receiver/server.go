@@ -45,7 +45,9 @@ type Options struct {
 	// Now is the receiver's clock (default time.Now).
 	Now func() time.Time
 	// MaxInFlight bounds the batches of one device handled at once
-	// (default 4, the uplink's default in flight); more are answered 429
+	// (default 8: the uplink's default in_flight of 4, its fresh-readings
+	// worker and room for a resend of a batch whose answer was lost);
+	// more are answered 429
 	// with Retry-After, so that one device cannot queue up the store.
 	MaxInFlight int
 }
@@ -84,7 +86,7 @@ func (o Options) withDefaults() Options {
 		o.Now = time.Now
 	}
 	if o.MaxInFlight <= 0 {
-		o.MaxInFlight = 4
+		o.MaxInFlight = 8
 	}
 	return o
 }
