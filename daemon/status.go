@@ -146,7 +146,7 @@ func (d *Daemon) serveStatus(path string) (io.Closer, error) {
 		enc.Encode(d.Status())
 	})
 	d.spoolHandlers(mux)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ConnContext: peerContext}
 	go srv.Serve(ln)
 	return srv, nil
 }
