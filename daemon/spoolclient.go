@@ -184,7 +184,9 @@ func (c *SpoolClient) Salvage(ctx context.Context, file string) (spool.SalvageRe
 	return rep, c.call(ctx, http.MethodPost, "/v1/spool/salvage", url.Values{"file": {file}}, nil, &rep, nil)
 }
 
-// spoolHandlers serves the spool commands on the status socket.
+// spoolHandlers serves the spool commands on the status socket: the
+// read-only ones to whoever may connect, those that change the spool to
+// root and the daemon's user only (onlyOwner).
 func (d *Daemon) spoolHandlers(mux *http.ServeMux) {
 	writeJSON := func(w http.ResponseWriter, v any, err error) {
 		w.Header().Set("Content-Type", "application/json")
@@ -212,7 +214,7 @@ func (d *Daemon) spoolHandlers(mux *http.ServeMux) {
 		writeJSON(w, dls, err)
 	})
 	for _, op := range []string{"resend", "purge"} {
-		mux.HandleFunc("POST /v1/spool/"+op, func(w http.ResponseWriter, r *http.Request) {
+		mux.HandleFunc("POST /v1/spool/"+op, d.onlyOwner(func(w http.ResponseWriter, r *http.Request) {
 			from, err := strconv.ParseUint(r.URL.Query().Get("from"), 10, 64)
 			if err == nil {
 				err = runDeadOp(r.Context(), d.spool, op, r.URL.Query().Get("stream"), from)
@@ -221,13 +223,13 @@ func (d *Daemon) spoolHandlers(mux *http.ServeMux) {
 				d.log.Info("dead letters "+op, "stream", r.URL.Query().Get("stream"), "from", from)
 			}
 			writeJSON(w, struct{}{}, err)
-		})
+		}))
 	}
-	mux.HandleFunc("POST /v1/spool/salvage", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /v1/spool/salvage", d.onlyOwner(func(w http.ResponseWriter, r *http.Request) {
 		rep, err := d.spool.Salvage(r.Context(), r.URL.Query().Get("file"))
 		writeJSON(w, rep, err)
-	})
-	mux.HandleFunc("POST /v1/import", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("POST /v1/import", d.onlyOwner(func(w http.ResponseWriter, r *http.Request) {
 		d.mu.Lock()
 		device := d.cfg.Device
 		d.mu.Unlock()
@@ -236,5 +238,5 @@ func (d *Daemon) spoolHandlers(mux *http.ServeMux) {
 			d.log.Info("readings imported", "imported", res.Imported, "bad_lines", len(res.Errors))
 		}
 		writeJSON(w, res, err)
-	})
+	}))
 }

@@ -29,6 +29,9 @@ type Status struct {
 	Uplink           UplinkStatus           `json:"uplink"`
 	Sensors          []sampler.SensorStatus `json:"sensors"`
 	DeadLetterRanges []StreamRanges         `json:"dead_letter_ranges"`
+	// DeadLetterRangesTrimmed is how many dead-letter ranges a heartbeat
+	// left out to fit the receiver's limit (see heartbeat).
+	DeadLetterRangesTrimmed int `json:"dead_letter_ranges_trimmed,omitempty"`
 }
 
 // SpoolStatus is the spool part of Status.
@@ -146,7 +149,7 @@ func (d *Daemon) serveStatus(path string) (io.Closer, error) {
 		enc.Encode(d.Status())
 	})
 	d.spoolHandlers(mux)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ConnContext: peerContext}
 	go srv.Serve(ln)
 	return srv, nil
 }
@@ -157,8 +160,11 @@ func (d *Daemon) heartbeats(ctx context.Context, s sender, every time.Duration) 
 	defer t.Stop()
 	failing := false
 	for {
-		body, err := json.Marshal(d.Status())
-		if err == nil {
+		body, err := heartbeat(d.Status(), maxHeartbeatBytes)
+		if err != nil && !failing {
+			// Not the link's fault and it will not pass by itself.
+			d.log.Warn("heartbeat not sent", "err", err)
+		} else if err == nil {
 			err = s.SendStatus(ctx, body)
 		}
 		switch {

@@ -537,13 +537,13 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	src, done, err := s.body(w, r, maxStatusBytes, false)
 	if err != nil {
-		s.bodyError(w, err)
+		s.statusBodyError(w, err)
 		return
 	}
 	defer done()
 	raw, err := io.ReadAll(src)
 	if err != nil {
-		s.bodyError(w, err)
+		s.statusBodyError(w, err)
 		return
 	}
 	var st struct {
@@ -562,6 +562,17 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"stored": true})
+}
+
+// statusBodyError is bodyError for a heartbeat, whose limit is its own
+// (not a batch's, and not split but trimmed).
+func (s *Server) statusBodyError(w http.ResponseWriter, err error) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) || errors.Is(err, errDecodedTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("status larger than the heartbeat limit of %d bytes: trim it (dead_letter_ranges)", maxStatusBytes))
+		return
+	}
+	s.bodyError(w, err)
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {

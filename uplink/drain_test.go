@@ -146,6 +146,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	for i, l := range got.lines {
 		if l.Reading.Sensor == "poison" {
+			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusBadRequest)
 			json.NewEncoder(w).Encode(map[string]any{"error": fmt.Sprintf("line %d: field \"sensor\": poison", i+1), "line": i + 1})
 			return

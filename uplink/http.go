@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -303,21 +304,22 @@ func classify(resp *http.Response, body []byte, sent, lines int) Result {
 			return Result{Outcome: Retry, Err: fmt.Errorf("200 accounts for %d readings (accepted %d, duplicates %d, conflicts %d), not the %d sent", c.Accepted+c.Duplicates+c.Conflicts, c.Accepted, c.Duplicates, c.Conflicts, sent)}
 		}
 		return Result{Outcome: Accepted, Counts: c}
-	case status == http.StatusBadRequest:
-		var e struct {
-			Error string `json:"error"`
-			Line  int    `json:"line"`
+	case status == http.StatusBadRequest, status == http.StatusForbidden, status == http.StatusUnsupportedMediaType:
+		e, ok := receiverError(resp, body)
+		if !ok {
+			// Not the receiver's judgment of the batch: a proxy, firewall or
+			// load balancer in the way. Nothing is dead-lettered for it.
+			return Result{Outcome: Retry, Misconfigured: true, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now()),
+				Err: fmt.Errorf("%s that is not the receiver's answer (Content-Type %q; a proxy or firewall in the way?): %s",
+					resp.Status, resp.Header.Get("Content-Type"), snippet(body))}
 		}
-		_ = json.Unmarshal(body, &e)
-		if e.Error == "" {
-			e.Error = snippet(body)
+		if status != http.StatusBadRequest {
+			return Result{Outcome: Rejected, Err: fmt.Errorf("%s: %s", resp.Status, e.Error)}
 		}
 		if e.Line < 0 || e.Line > lines {
 			e.Line = 0 // names no line of ours: the batch as a whole
 		}
 		return Result{Outcome: Rejected, Line: e.Line, Err: fmt.Errorf("400 bad request: %s", e.Error)}
-	case status == http.StatusForbidden, status == http.StatusUnsupportedMediaType:
-		return Result{Outcome: Rejected, Err: fmt.Errorf("%s: %s", resp.Status, snippet(body))}
 	case status == http.StatusRequestEntityTooLarge:
 		return Result{Outcome: TooLarge, Err: fmt.Errorf("%s", resp.Status)}
 	case status == http.StatusUnauthorized:
@@ -330,6 +332,28 @@ func classify(resp *http.Response, body []byte, sent, lines int) Result {
 	default: // 429, 5xx and anything else: nothing is known to be stored
 		return Result{Outcome: Retry, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now()), Err: fmt.Errorf("%s: %s", resp.Status, snippet(body))}
 	}
+}
+
+// receiverErrorBody is the receiver's error answer (wire contract).
+type receiverErrorBody struct {
+	Error string `json:"error"`
+	Line  int    `json:"line"`
+}
+
+// receiverError decodes the receiver's own error answer: Content-Type
+// application/json and a JSON object with a non-empty "error". Only such
+// an answer to a 400, 403 or 415 is a verdict on the batch; a proxy's HTML
+// page with the same status is not.
+func receiverError(resp *http.Response, body []byte) (receiverErrorBody, bool) {
+	var e receiverErrorBody
+	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return e, false
+	}
+	if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
+		return e, false
+	}
+	return e, true
 }
 
 // retryAfter parses a Retry-After header: seconds, or an HTTP date.

@@ -97,3 +97,20 @@ func TestSpoolAndImportUsage(t *testing.T) {
 		t.Errorf("import with no daemon and no spool = %v; want an error naming the spool", err)
 	}
 }
+
+// config check warns (and still passes) when the token would cross the
+// network in clear.
+func TestConfigCheckWarnsOfCleartextToken(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	os.WriteFile(tok, []byte("secret\n"), 0o600)
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("device: pi-07\nuplink: {http: {url: 'http://receiver.example.com', token_file: '"+tok+"'}}\n"), 0o644)
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"config", "check", "--config", cfg}, &out, &errOut, nil); err != nil {
+		t.Fatalf("config check = %v; a cleartext token is a warning, not an error", err)
+	}
+	if want := cfg + ": warning: uplink.http.token_file is sent in clear to receiver.example.com (http://)"; !strings.Contains(errOut.String(), want) {
+		t.Errorf("config check stderr = %q; want %q", errOut.String(), want)
+	}
+}

@@ -280,6 +280,9 @@ func (c *Config) Warnings() []string {
 	if len(c.Sensors) == 0 {
 		w = append(w, "sensors is empty: nothing will be sampled")
 	}
+	if s := c.cleartextWarning(); s != "" {
+		w = append(w, s)
+	}
 	return w
 }
 

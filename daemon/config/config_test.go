@@ -195,3 +195,50 @@ func TestConfigWarnings(t *testing.T) {
 		t.Errorf("full.yaml warnings = %v; want none", cfg.Warnings())
 	}
 }
+
+// A token or password that would cross the network in clear is warned
+// about (the daemon logs it at start, `outpost config check` prints it);
+// TLS, loopback and no secret at all are not.
+func TestConfigWarnsOfCleartextSecrets(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		uplink string
+		want   string // in the warnings, "" for no cleartext warning
+	}{
+		{`{http: {url: "http://receiver.example.com:8080", token_file: SECRET}}`, "uplink.http.token_file is sent in clear to receiver.example.com:8080"},
+		{`{http: {url: "http://192.168.1.5", token_file: SECRET}}`, "in clear to 192.168.1.5"},
+		{`{http: {url: "HTTP://[2001:db8::1]:80", token_file: SECRET}}`, "in clear to [2001:db8::1]:80"},
+		{`{http: {url: "https://receiver.example.com", token_file: SECRET}}`, ""},
+		{`{http: {url: "http://127.0.0.1:8080", token_file: SECRET}}`, ""},
+		{`{http: {url: "http://localhost:8080", token_file: SECRET}}`, ""},
+		{`{http: {url: "http://[::1]:8080", token_file: SECRET}}`, ""},
+		{`{http: {url: "http://receiver.example.com"}}`, ""},
+		{`{kind: mqtt, mqtt: {broker: "tcp://broker.example.com:1883", username: pi-07, password_file: SECRET}}`, "uplink.mqtt.password_file is sent in clear to broker.example.com:1883 (tcp://)"},
+		{`{kind: mqtt, mqtt: {broker: "mqtt://10.0.0.2:1883", username: pi-07, password_file: SECRET}}`, "in clear to 10.0.0.2:1883"},
+		{`{kind: mqtt, mqtt: {broker: "ws://broker.example.com:8080", username: pi-07, password_file: SECRET}}`, "(ws://)"},
+		{`{kind: mqtt, mqtt: {broker: "ssl://broker.example.com:8883", username: pi-07, password_file: SECRET}}`, ""},
+		{`{kind: mqtt, mqtt: {broker: "wss://broker.example.com", username: pi-07, password_file: SECRET}}`, ""},
+		{`{kind: mqtt, mqtt: {broker: "tcp://127.0.0.1:1883", username: pi-07, password_file: SECRET}}`, ""},
+		{`{kind: mqtt, mqtt: {broker: "tcp://broker.example.com:1883"}}`, ""},
+		// The other transport's secret is not sent at all.
+		{`{kind: mqtt, http: {url: "http://receiver.example.com", token_file: SECRET}, mqtt: {broker: "ssl://b.example.com:8883"}}`, ""},
+	}
+	for _, tc := range tests {
+		text := "device: pi-07\nuplink: " + strings.ReplaceAll(tc.uplink, "SECRET", secret) + "\n"
+		cfg, err := Parse("t.yaml", []byte(text))
+		if err != nil {
+			t.Errorf("%s: %v", tc.uplink, err)
+			continue
+		}
+		w := strings.Join(cfg.Warnings(), "\n")
+		switch {
+		case tc.want == "" && strings.Contains(w, "in clear"):
+			t.Errorf("%s: warnings %q; want no cleartext warning", tc.uplink, w)
+		case tc.want != "" && !strings.Contains(w, tc.want):
+			t.Errorf("%s: warnings %q; want %q", tc.uplink, w, tc.want)
+		}
+	}
+}
