@@ -338,10 +338,3 @@ func (l *link) pick() *linkWaiter {
 	}
 	return best
 }
-
-// state reports the link's state for tests and status.
-func (l *link) state() (down bool, failures int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.down, l.failures
-}
