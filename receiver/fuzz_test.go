@@ -129,7 +129,8 @@ func FuzzMQTTIngest(f *testing.F) {
 	srv := NewServer(st, Options{})
 	client := &receiptClient{}
 	m := &MQTT{client: client, store: st, log: srv.log, metrics: srv.metrics, conflicts: srv.conflicts, ctx: f.Context(),
-		opt: MQTTOptions{Prefix: "outpost", MaxBodyBytes: 64 << 10, MaxDecodedBytes: 256 << 10, MaxLineBytes: reading.DefaultMaxLineBytes, MaxLines: 200}}
+		devices: newDeviceCache(st, 0, nil),
+		opt:     MQTTOptions{Prefix: "outpost", MaxBodyBytes: 64 << 10, MaxDecodedBytes: 256 << 10, MaxLineBytes: reading.DefaultMaxLineBytes, MaxLines: 200}}
 
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		client.receipts = nil
