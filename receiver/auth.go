@@ -57,8 +57,8 @@ func ReadSecretFile(path string) (string, error) {
 	if !fi.Mode().IsRegular() {
 		return "", fmt.Errorf("%s is not a regular file", path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o006 != 0 {
-		return "", fmt.Errorf("%s has mode %04o, readable or writable by others: chmod o-rw it (0600 or 0640)", path, perm)
+	if err := checkSecretMode(path, fi); err != nil {
+		return "", err
 	}
 	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {
@@ -69,6 +69,14 @@ func ReadSecretFile(path string) (string, error) {
 		return "", fmt.Errorf("%s is empty", path)
 	}
 	return secret, nil
+}
+
+// checkSecretMode refuses a secret's file that others may read or write.
+func checkSecretMode(path string, fi os.FileInfo) error {
+	if perm := fi.Mode().Perm(); perm&0o006 != 0 {
+		return fmt.Errorf("%s has mode %04o, readable or writable by others: chmod o-rw it (0600 or 0640)", path, perm)
+	}
+	return nil
 }
 
 // deviceStore is what deviceCache asks the store.

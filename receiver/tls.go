@@ -45,8 +45,8 @@ func (c *certFiles) reload() error {
 	// As for the other secrets: a key that others may read is refused.
 	if fi, err := os.Stat(c.keyPath); err != nil {
 		return fmt.Errorf("tls key: %w", err)
-	} else if perm := fi.Mode().Perm(); perm&0o006 != 0 {
-		return fmt.Errorf("tls key %s has mode %04o, readable or writable by others: chmod o-rw it (0600 or 0640)", c.keyPath, perm)
+	} else if err := checkSecretMode(c.keyPath, fi); err != nil {
+		return fmt.Errorf("tls key %w", err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
